@@ -1,0 +1,60 @@
+# The two set-up commands a new user needs:
+#   make book   build the web book into _build/html (installs what it needs first)
+#   make test   install what the tests need, then run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU wheel by default; on a GPU machine pass e.g. TORCH_SPEC="torch" to keep the CUDA build you have.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_WORKERS ?= 2
+VENDOR := book/_static/vendor
+
+.PHONY: book test lab gpu-check bench vendor clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.book-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[book]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.book-installed
+	$(PY) -m pip install -q -e ".[book,test]"
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+# Widget manager, RequireJS and MathJax are served from the book itself: no CDN.
+$(VENDOR)/.stamp: node_modules/.package-lock.json
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/mathjax/output/chtml
+	cp node_modules/requirejs/require.js $(VENDOR)/require.js
+	cp node_modules/@jupyter-widgets/html-manager/dist/embed-amd.js $(VENDOR)/embed-amd.js
+	cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff,woff2,ttf,eot,svg} $(VENDOR)/
+	cp node_modules/mathjax/es5/tex-chtml.js $(VENDOR)/mathjax/tex-chtml.js
+	cp -r node_modules/mathjax/es5/output/chtml/fonts $(VENDOR)/mathjax/output/chtml/
+	touch $@
+
+vendor: $(VENDOR)/.stamp
+
+book: $(VENV)/.book-installed vendor
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "The book is at $(abspath _build/html/index.html)"
+
+test: $(VENV)/.test-installed vendor
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --nbval-lax --nbval-current-env tests book labs/source
+
+lab: $(VENV)/.book-installed
+	$(VENV)/bin/jupyter lab labs/
+
+# Runs coursekit's tests and chapter 1 on CUDA and reports the device used.
+gpu-check: $(VENV)/.test-installed
+	COURSEKIT_DEVICE=cuda $(PY) -m coursekit.gpu_check
+
+bench: $(VENV)/.test-installed
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build $(VENDOR) .jupyter_cache

@@ -1,0 +1,19 @@
+"""coursekit: the small helper package behind the book and the labs.
+
+One module per job: ``device`` (device and seeding), ``data`` (offline data
+sets), ``models`` (MLP builder and init), ``train`` (training loop, history,
+callbacks), ``plots`` (matplotlib helpers) and ``widgets`` (experiments that are
+live in JupyterLab and precomputed in the static book).
+"""
+from .data import Dataset, load_dataset
+from .device import describe_device, get_device, seed_everything
+from .models import count_parameters, init_weights, mlp
+from .train import (Callback, EarlyStopping, History, LivePlot, ModelCheckpoint, Trainer,
+                    atomic_save, fit, make_optimizer)
+
+__all__ = [
+    "Dataset", "load_dataset", "describe_device", "get_device", "seed_everything",
+    "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
+    "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
+]
+__version__ = "0.1.0"
