@@ -1,0 +1,490 @@
+"""Vectorized sweeps: train K copies of an MLP that differ in hyperparameters, all at once.
+
+The K models' parameters live in one tensor ``w`` of shape ``[K, P]`` (one row
+per model). Each ``Linear`` layer becomes one batched matrix product over the
+leading K dimension (``torch.baddbmm``), and the optimizer update is a handful
+of element-wise operations on ``[K, P]`` tensors whose hyperparameters are
+``[K, 1]`` columns. So a 16-model learning-rate sweep costs a few times one
+model, not sixteen times, and runs on the GPU when there is one.
+
+Nothing is ever summed across models, so a model that diverges keeps its NaN
+and inf to itself; ``history.diverged_step`` records where it happened.
+
+>>> import torch
+>>> from coursekit import load_dataset, mlp
+>>> data = load_dataset("moons", n=200, seed=0)
+>>> sweep = Sweep(lambda: mlp(2, 2, width=16), K=4, optimizer="momentum",
+...               lr=torch.logspace(-3, 0, 4), device="cpu")
+>>> history = sweep.fit(data, epochs=2, batch_size=32)
+>>> history.val_loss.shape          # [K, epochs]
+torch.Size([4, 2])
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .data import Dataset
+from .device import get_device
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+LOSSES = ("auto", "cross_entropy", "mse")
+# Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
+               nn.SiLU, nn.Softplus)
+_DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "adam": 0.0, "adamw": 0.0}
+_DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "adam": 0.0, "adamw": 1e-2}
+
+Numbers = float | Sequence[float] | torch.Tensor
+
+
+# -- checking and broadcasting arguments -------------------------------------------------
+def _per_model(name: str, value, K: int, low: float | None = None, low_open: bool = False,
+               high: float | None = None, high_open: bool = False) -> torch.Tensor:
+    """``value`` (a number, or K numbers) as a float64 CPU tensor of shape [K], range-checked."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a sequence of K={K} numbers; got a bool")
+    if isinstance(value, (int, float)):
+        t = torch.full((K,), float(value), dtype=torch.float64)
+    else:
+        try:
+            t = torch.as_tensor(value, dtype=torch.float64).detach().cpu().flatten()
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a number or a sequence of K={K} numbers; "
+                            f"got {type(value).__name__}") from None
+        if t.numel() == 1:
+            t = t.expand(K).clone()
+        if t.numel() != K:
+            raise ValueError(f"{name} must be a number or a sequence of K={K} numbers; "
+                             f"got {t.numel()} values")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite; got {t.tolist()}")
+    bad = torch.zeros(K, dtype=torch.bool)
+    if low is not None:
+        bad |= (t <= low) if low_open else (t < low)
+    if high is not None:
+        bad |= (t >= high) if high_open else (t > high)
+    if bad.any():
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
+        rule = " and ".join(s for s in (lo, hi) if s)
+        raise ValueError(f"{name} must be {rule}; got {t[bad][0].item()!r} (model {int(bad.nonzero()[0])})")
+    return t
+
+
+def _per_model_seed(name: str, value, K: int) -> list[int]:
+    values = [value] * K if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, str) or \
+            not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+        raise TypeError(f"{name} must be an int or a sequence of K={K} ints; got {value!r}")
+    if len(values) != K:
+        raise ValueError(f"{name} must be an int or a sequence of K={K} ints; got {len(values)} values")
+    return list(values)
+
+
+def _per_model_optimizer(value, K: int) -> list[str]:
+    names = [value] * K if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or len(names) != K:
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} "
+                         f"or a sequence of K={K} of them; got {value!r}")
+    for name in names:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {name!r}")
+    return list(names)
+
+
+# -- history -------------------------------------------------------------------------------
+@dataclass
+class SweepHistory:
+    """What a :meth:`Sweep.fit` call recorded; every tensor has the K models along dim 0.
+
+    ``step_loss`` is [K, steps] (the mini-batch loss, as ``History.step_loss``);
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` are [K, epochs]
+    (accuracies are NaN for regression). ``diverged_step`` is [K]: the first
+    step (counted from 0 within this call) whose loss was NaN or inf, or -1.
+    ``hparams`` holds each model's hyperparameters as [K] tensors, for labels.
+    """
+
+    step_loss: torch.Tensor
+    train_loss: torch.Tensor
+    train_acc: torch.Tensor
+    val_loss: torch.Tensor
+    val_acc: torch.Tensor
+    diverged_step: torch.Tensor
+    hparams: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> torch.Tensor:
+        """[K] bool: did the model's loss ever become NaN or inf?"""
+        return self.diverged_step >= 0
+
+    @property
+    def K(self) -> int:
+        return int(self.step_loss.shape[0])
+
+    def __len__(self) -> int:
+        return int(self.train_loss.shape[1])
+
+
+# -- the sweep -----------------------------------------------------------------------------
+class Sweep:
+    """K copies of the MLP built by ``model_fn``, trained together in one vectorized pass.
+
+    Every hyperparameter below is a number (shared by all K models) or a
+    sequence / 1-D tensor of K numbers (one per model).
+
+    - ``model_fn``: a function of no arguments returning an ``nn.Sequential`` of
+      ``nn.Linear`` and element-wise activations, e.g. ``lambda: mlp(64, 10)``
+      (batch norm and dropout are not supported). It is called once per model
+      with torch's RNG seeded by ``seed[k]``, so model k starts exactly where
+      ``torch.manual_seed(seed[k]); model_fn()`` would; the global RNG is left untouched.
+    - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'adam'`` or
+      ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
+      Updates follow ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` step for step.
+    - ``lr``, ``weight_decay`` (L2 for SGD and Adam, decoupled for AdamW;
+      default 0, or 1e-2 for AdamW as in torch), ``momentum`` (SGD family;
+      default 0 for 'sgd', 0.9 for 'momentum' and 'nesterov'), ``betas`` (a pair,
+      each a number or K numbers) and ``eps`` (Adam family).
+    - ``init_scale``: multiplies every ``Linear`` weight (not the biases) after init.
+    - ``grad_clip``: clip each model's own gradient norm, as ``clip_grad_norm_``.
+    - ``loss``: ``'auto'`` (cross-entropy for classification, MSE for regression),
+      ``'cross_entropy'`` or ``'mse'``; always the mean over the batch, per model.
+
+    The state (weights, optimizer moments, step count) persists, so a second
+    :meth:`fit` continues training.
+
+    >>> sweep = Sweep(lambda: mlp(64, 10), K=12, optimizer="adam", lr=torch.logspace(-4, 0, 12))
+    >>> history = sweep.fit(load_dataset("digits"), epochs=5)            # doctest: +SKIP
+    >>> history.val_acc[:, -1]                                           # doctest: +SKIP
+    """
+
+    def __init__(self, model_fn: Callable[[], nn.Module], K: int, *, optimizer: str | Sequence[str] = "adam",
+                 lr: Numbers = 1e-3, weight_decay: Numbers | None = None, momentum: Numbers | None = None,
+                 betas: tuple[Numbers, Numbers] = (0.9, 0.999), eps: Numbers = 1e-8,
+                 init_scale: Numbers = 1.0, seed: int | Sequence[int] = 0, grad_clip: float | None = None,
+                 loss: str = "auto", device: torch.device | str | None = None):
+        if isinstance(model_fn, nn.Module) or not callable(model_fn):
+            raise TypeError("model_fn must be a function that builds the model, e.g. "
+                            f"lambda: mlp(64, 10); got {type(model_fn).__name__}")
+        if not isinstance(K, int) or isinstance(K, bool) or K < 1:
+            raise ValueError(f"K must be a positive int; got {K!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}")
+        if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float))
+                                      or not grad_clip > 0):
+            raise ValueError(f"grad_clip must be None or a positive number; got {grad_clip!r}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        names = _per_model_optimizer(optimizer, K)
+        self.K, self.model_fn, self.loss, self.grad_clip = K, model_fn, loss, grad_clip
+        self.device = get_device(device) if not isinstance(device, torch.device) else device
+        self.hparams = {
+            "lr": _per_model("lr", lr, K, low=0.0, low_open=True),
+            "weight_decay": _per_model("weight_decay", [_DEFAULT_WEIGHT_DECAY[n] for n in names]
+                                       if weight_decay is None else weight_decay, K, low=0.0),
+            "momentum": _per_model("momentum", [_DEFAULT_MOMENTUM[n] for n in names]
+                                   if momentum is None else momentum, K, low=0.0, high=1.0, high_open=True),
+            "beta1": _per_model("betas[0]", betas[0], K, low=0.0, high=1.0, high_open=True),
+            "beta2": _per_model("betas[1]", betas[1], K, low=0.0, high=1.0, high_open=True),
+            "eps": _per_model("eps", eps, K, low=0.0),
+            "init_scale": _per_model("init_scale", init_scale, K, low=0.0),
+        }
+        self.seeds = _per_model_seed("seed", seed, K)
+        self.optimizers = names
+        self._build()
+        self.step = 0  # optimizer steps taken so far (Adam's bias correction needs it)
+
+    # -- parameters --------------------------------------------------------------------
+    def _make_one(self, k: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seeds[k])
+            return self.model_fn()
+
+    def _build(self) -> None:
+        rows, spec = [], None
+        for k in range(self.K):
+            net = self._make_one(k)
+            layers = _layers_of(net)
+            shapes = [(type(m), tuple(m.weight.shape), m.bias is not None) if isinstance(m, nn.Linear)
+                      else (type(m),) for m in layers]
+            if spec is None:
+                spec, self.layers = shapes, layers
+            elif shapes != spec:
+                raise ValueError("model_fn must build the same architecture every time; "
+                                 f"model {k} differs from model 0")
+            scale = self.hparams["init_scale"][k].item()
+            row = []
+            for m in layers:
+                if isinstance(m, nn.Linear):
+                    row.append(m.weight.detach().float().flatten() * scale)
+                    if m.bias is not None:
+                        row.append(m.bias.detach().float().flatten())
+            rows.append(torch.cat(row))
+        if not any(isinstance(m, nn.Linear) for m in self.layers):
+            raise ValueError("model_fn must build a model with at least one nn.Linear layer")
+        self.sizes = [n for m in self.layers if isinstance(m, nn.Linear)
+                      for n in ((m.weight.numel(), m.bias.numel()) if m.bias is not None else (m.weight.numel(),))]
+        self.w = torch.stack(rows).to(self.device).requires_grad_()
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+
+    @property
+    def n_params(self) -> int:
+        """Parameters per model (P in ``w``'s shape [K, P])."""
+        return int(self.w.shape[1])
+
+    def model(self, k: int) -> nn.Module:
+        """Model k as an ordinary ``nn.Module`` holding a copy of its current weights.
+
+        >>> net = sweep.model(3); net(data.X_val).argmax(1)                # doctest: +SKIP
+        """
+        if not isinstance(k, int) or not -self.K <= k < self.K:
+            raise ValueError(f"k must be an int in [0, {self.K}); got {k!r}")
+        net = self._make_one(k % self.K)
+        flat = self.w[k].detach().cpu()
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat, [p for m in _layers_of(net)
+                                                       if isinstance(m, nn.Linear) for p in m.parameters()])
+        return net.to(self.device)
+
+    # -- forward and loss ----------------------------------------------------------------
+    def _forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Outputs [K, B, out] for inputs [B, in] (shared) or [K, B, in] (one batch per model)."""
+        K = self.K
+        h = x.expand(K, *x.shape) if x.dim() == 2 else x
+        params = iter(torch.split(w, self.sizes, dim=1))
+        for m in self.layers:
+            if isinstance(m, nn.Linear):
+                W = next(params).view(K, m.out_features, m.in_features)
+                if m.bias is not None:
+                    b = next(params).view(K, 1, m.out_features)
+                    h = torch.baddbmm(b, h, W.transpose(1, 2))
+                else:
+                    h = torch.bmm(h, W.transpose(1, 2))
+            else:
+                h = m(h)
+        return h
+
+    @torch.no_grad()
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """All K models' outputs (logits or regression values) for ``X``: shape [K, N, out]."""
+        return self._forward(self.w, X.to(self.device, torch.float32))
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
+        """Per-model mean loss [K]: reductions run over the batch only, never across models."""
+        if classification:
+            logp = out.log_softmax(-1)
+            target = y.expand(self.K, -1) if y.dim() == 1 else y
+            return -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).mean(1)
+        return (out - y).square().flatten(1).mean(1)
+
+    # -- optimizer ---------------------------------------------------------------------
+    def _groups(self) -> dict[str, torch.Tensor | None]:
+        """Rows of each optimizer; ``None`` means all rows (no gather/scatter needed)."""
+        if len(set(self.optimizers)) == 1:
+            return {self.optimizers[0]: None}
+        return {name: torch.tensor([k for k, n in enumerate(self.optimizers) if n == name], device=self.device)
+                for name in dict.fromkeys(self.optimizers)}
+
+    def _tables(self, rows: torch.Tensor | None, n_steps: int) -> dict[str, torch.Tensor]:
+        """Per-model hyperparameters as [k, 1] float32 columns, plus Adam's per-step factors.
+
+        They are worked out in float64 first, as torch.optim does with Python floats,
+        so each row rounds exactly as a lone torch optimizer would.
+        """
+        hp = {n: (v if rows is None else v[rows.cpu()]) for n, v in self.hparams.items()}
+        col = lambda t: t.unsqueeze(-1).to(self.device, torch.float32)  # noqa: E731
+        t = torch.arange(self.step + 1, self.step + n_steps + 1, dtype=torch.float64).unsqueeze(1)  # [S, 1]
+        bc1, bc2 = 1 - hp["beta1"] ** t, 1 - hp["beta2"] ** t                                   # [S, k]
+        return {"neg_lr": col(-hp["lr"]), "weight_decay": col(hp["weight_decay"]),
+                "momentum": col(hp["momentum"]), "one_minus_beta1": col(1 - hp["beta1"]),
+                "beta2": col(hp["beta2"]), "one_minus_beta2": col(1 - hp["beta2"]), "eps": col(hp["eps"]),
+                "decay": col(1 - hp["lr"] * hp["weight_decay"]),
+                "neg_step_size": col(-hp["lr"] / bc1), "bc2_sqrt": col(bc2.sqrt()),
+                "any_momentum": bool((hp["momentum"] > 0).any()),
+                "any_weight_decay": bool((hp["weight_decay"] > 0).any())}
+
+    @torch.no_grad()
+    def _update(self, w: torch.Tensor, grad: torch.Tensor, name: str, hp: dict, s: int) -> None:
+        """One optimizer step on rows ``w`` in place; ``s`` indexes this fit's step tables."""
+        state = self.state.setdefault(name, {})
+        if name in ("adam", "adamw"):
+            if name == "adamw":
+                w.mul_(hp["decay"])
+            elif hp["any_weight_decay"]:
+                grad = grad.addcmul(w, hp["weight_decay"])
+            m = state.setdefault("m", torch.zeros_like(w))
+            v = state.setdefault("v", torch.zeros_like(w))
+            m.lerp_(grad, hp["one_minus_beta1"])
+            v.mul_(hp["beta2"]).addcmul_(grad * hp["one_minus_beta2"], grad)
+            denom = (v.sqrt() / hp["bc2_sqrt"][s]).add_(hp["eps"])
+            w.addcdiv_(m * hp["neg_step_size"][s], denom)
+        else:
+            if hp["any_weight_decay"]:
+                grad = grad.addcmul(w, hp["weight_decay"])
+            # torch skips the buffer when momentum is 0; so do we, since 0 * inf would be NaN
+            if hp["any_momentum"]:
+                buf = state.get("buf")
+                if buf is None:
+                    buf = state["buf"] = grad.clone()  # torch starts the buffer at the first gradient
+                else:
+                    buf.mul_(hp["momentum"]).add_(grad)
+                grad = grad.addcmul(buf, hp["momentum"]) if name == "nesterov" else buf
+            w.addcmul_(grad, hp["neg_lr"])
+
+    def _clip(self, grad: torch.Tensor) -> None:
+        # each model's own norm, as clip_grad_norm_ on that model alone; a NaN norm stays in its row
+        norm = grad.norm(dim=1, keepdim=True)
+        grad.mul_((self.grad_clip / (norm + 1e-6)).clamp_(max=1.0))
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, data: Dataset, epochs: int, batch_size: int = 64,
+            data_seed: int | Sequence[int] = 0) -> SweepHistory:
+        """Train all K models for ``epochs`` epochs and return their :class:`SweepHistory`.
+
+        ``data_seed`` sets the batch order. An int gives all K models the same
+        batches, in exactly the order ``Trainer(..., seed=data_seed)`` uses; K ints
+        give each model its own order (as K Trainers with those seeds would).
+        Each epoch ends with a validation pass in eval mode.
+        """
+        if not isinstance(data, Dataset):
+            raise TypeError(f"data must be a coursekit Dataset (see load_dataset); got {type(data).__name__}")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        classification = self._classification(data)
+        first, last = self.layers_io
+        if data.n_features != first:
+            raise ValueError(f"the model takes {first} input features but data {data.name!r} "
+                             f"has {data.n_features}")
+        if last != data.n_outputs:
+            raise ValueError(f"the model has {last} outputs but data {data.name!r} needs {data.n_outputs}")
+        shared = isinstance(data_seed, int) and not isinstance(data_seed, bool)
+        seeds = [data_seed] if shared else _per_model_seed("data_seed", data_seed, self.K)
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+        K, dev = self.K, self.device
+        X, y = data.X_train.to(dev, torch.float32), data.y_train.to(dev)
+        n = len(X)
+        per_epoch = math.ceil(n / batch_size)
+        groups = self._groups()
+        tables = {name: self._tables(rows, epochs * per_epoch) for name, rows in groups.items()}
+        step_loss = torch.empty(K, epochs * per_epoch, device=dev)
+        train_loss, train_acc, val_loss, val_acc = (torch.empty(K, epochs, device=dev) for _ in range(4))
+        s = 0
+        for epoch in range(epochs):
+            # K ints: one permutation per model, gathered as [K, batch] indices
+            perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
+            total = torch.zeros(K, device=dev)
+            correct = torch.zeros(K, device=dev)
+            for start in range(0, n, batch_size):
+                idx = perm[:, start:start + batch_size]
+                idx = idx[0] if shared else idx
+                xb, yb = X[idx], y[idx]
+                out = self._forward(self.w, xb)
+                loss = self._loss(out, yb, classification)
+                # the sum only seeds backward with ones: each row's gradient depends on its own loss
+                grad, = torch.autograd.grad(loss.sum(), self.w)
+                if self.grad_clip is not None:
+                    self._clip(grad)
+                for name, rows in groups.items():
+                    if rows is None:
+                        self._update(self.w.data, grad, name, tables[name], s)
+                    else:
+                        w_rows = self.w.data[rows]
+                        self._update(w_rows, grad[rows], name, tables[name], s)
+                        self.w.data[rows] = w_rows
+                loss = loss.detach()
+                step_loss[:, s] = loss
+                total += loss * idx.shape[-1]
+                if classification:
+                    correct += (out.detach().argmax(-1) == yb).sum(-1)
+                s += 1
+                self.step += 1
+            train_loss[:, epoch] = total / n
+            train_acc[:, epoch] = correct / n if classification else math.nan
+            val_loss[:, epoch], val_acc[:, epoch] = self.evaluate(data, "val")
+        return self._history(step_loss, train_loss, train_acc, val_loss, val_acc)
+
+    def _history(self, step_loss, train_loss, train_acc, val_loss, val_acc) -> SweepHistory:
+        step_loss = step_loss.cpu()
+        bad = ~torch.isfinite(step_loss)
+        first_bad = torch.where(bad.any(1), bad.int().argmax(1), torch.full_like(bad[:, 0], -1, dtype=torch.long))
+        hparams = {n: v.clone() for n, v in self.hparams.items()}
+        hparams["seed"] = torch.tensor(self.seeds)
+        return SweepHistory(step_loss, train_loss.cpu(), train_acc.cpu(), val_loss.cpu(), val_acc.cpu(),
+                            first_bad.long(), hparams)
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-model (loss, accuracy) on a split, each of shape [K]; accuracy is NaN for regression."""
+        X, y = data.split(split)
+        classification = self._classification(data)
+        if len(X) == 0:
+            nan = torch.full((self.K,), math.nan, device=self.device)
+            return nan, nan.clone()
+        X, y = X.to(self.device, torch.float32), y.to(self.device)
+        out = self._forward(self.w, X)
+        loss = self._loss(out, y, classification)
+        acc = (out.argmax(-1) == y).float().mean(1) if classification else torch.full_like(loss, math.nan)
+        return loss, acc
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def layers_io(self) -> tuple[int, int]:
+        linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+        return linears[0].in_features, linears[-1].out_features
+
+    def _classification(self, data: Dataset) -> bool:
+        if self.loss == "auto":
+            return data.task == "classification"
+        return self.loss == "cross_entropy"
+
+    def __repr__(self) -> str:
+        return (f"Sweep(K={self.K}, optimizer={sorted(set(self.optimizers))}, P={self.n_params}, "
+                f"device={self.device})")
+
+
+def _layers_of(net: nn.Module) -> list[nn.Module]:
+    """The flat list of layers of a (possibly nested) ``nn.Sequential``, checked for support."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"model_fn must return an nn.Module; got {type(net).__name__}")
+    if not isinstance(net, nn.Sequential):
+        raise TypeError(f"model_fn must return an nn.Sequential (e.g. coursekit.mlp); got {type(net).__name__}")
+    layers: list[nn.Module] = []
+    for m in net:
+        if isinstance(m, nn.Sequential):
+            layers += _layers_of(m)
+        elif isinstance(m, (nn.Linear, *ELEMENTWISE)):
+            layers.append(m)
+        else:
+            allowed = ", ".join(c.__name__ for c in (nn.Linear, *ELEMENTWISE))
+            raise TypeError(f"Sweep supports layers {allowed}; got {type(m).__name__} "
+                            "(batch norm and dropout are not supported)")
+    return layers
+
+
+def train_sweep(model_fn: Callable[[], nn.Module], data: Dataset, epochs: int, K: int | None = None,
+                batch_size: int = 64, data_seed: int | Sequence[int] = 0, **hparams) -> SweepHistory:
+    """One call: build a :class:`Sweep` and fit it. K defaults to the length of the longest
+    per-model hyperparameter.
+
+    >>> h = train_sweep(lambda: mlp(2, 2), load_dataset("moons"), epochs=3,
+    ...                 optimizer="momentum", lr=[0.01, 0.1, 1.0])             # doctest: +SKIP
+    >>> h.val_loss[:, -1]                                                       # doctest: +SKIP
+    """
+    if K is None:
+        lengths = [len(v) for name, v in hparams.items()
+                   if name in ("lr", "weight_decay", "momentum", "eps", "init_scale", "seed", "optimizer")
+                   and not isinstance(v, (str, int, float)) and not (isinstance(v, torch.Tensor) and v.dim() == 0)]
+        lengths += [len(b) for b in hparams.get("betas", ()) if isinstance(b, (Sequence, torch.Tensor))
+                    and not (isinstance(b, torch.Tensor) and b.dim() == 0)]
+        lengths += [] if isinstance(data_seed, int) else [len(data_seed)]
+        K = max(lengths, default=1)
+    return Sweep(model_fn, K, **hparams).fit(data, epochs, batch_size=batch_size, data_seed=data_seed)
