@@ -1,0 +1,91 @@
+"""Matplotlib helpers shared by the chapters: learning curves and a few layouts.
+
+Figures are built with :func:`new_figure` (no pyplot state), so experiment
+widgets can render hundreds of frames without leaking figures.
+
+>>> from coursekit.plots import plot_curves
+>>> fig = plot_curves({"lr=0.1": [1.0, 0.5, 0.3], "lr=1": [1.0, 2.0, 8.0]}, logy=True)
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Mapping, Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .train import History
+
+#: Colour-blind-safe palette (Okabe & Ito) used across the book.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+def new_figure(width: float = 6.4, height: float = 3.2, ncols: int = 1, nrows: int = 1,
+               **subplot_kw) -> tuple[Figure, Axes | Sequence[Axes]]:
+    """A figure and its axes, detached from pyplot (nothing is shown until you display it)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, **subplot_kw)
+    return fig, axes
+
+
+def to_png(fig: Figure, dpi: int = 80) -> bytes:
+    """Render a figure to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def plot_history(history: History, metrics: Sequence[str] = ("loss", "acc"),
+                 title: str | None = None) -> Figure:
+    """Train and validation curves per epoch: one panel per metric (``'loss'``, ``'acc'``)."""
+    for m in metrics:
+        if m not in ("loss", "acc"):
+            raise ValueError(f"metrics must contain only 'loss' and 'acc'; got {m!r}")
+    fig, axes = new_figure(4.0 * len(metrics), 3.0, ncols=len(metrics), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for split, color in (("train", PALETTE[0]), ("val", PALETTE[1])):
+            ax.plot(history.epoch, history[f"{split}_{m}"], color=color, label=split, marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss" if m == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", ylabel: str = "loss",
+                logy: bool = False, highlight: str | None = None, ax: Axes | None = None,
+                title: str | None = None) -> Figure:
+    """Several named curves on one axis. ``highlight`` draws one curve bold and the rest faint.
+
+    Non-finite values (a diverged run) are cut off and the divergence is marked with an x.
+    """
+    if highlight is not None and highlight not in curves:
+        raise ValueError(f"highlight must be one of the curve names {list(curves)}; got {highlight!r}")
+    fig = ax.figure if ax is not None else None
+    if ax is None:
+        fig, ax = new_figure()
+    for i, (name, ys) in enumerate(curves.items()):
+        ys = list(ys)
+        finite = [y for y in ys if math.isfinite(y)]
+        cut = next((j for j, y in enumerate(ys) if not math.isfinite(y)), len(ys))
+        style = dict(color=PALETTE[i % len(PALETTE)], label=name, lw=1.5)
+        if highlight is not None:
+            style.update(lw=2.5 if name == highlight else 1.0, alpha=1.0 if name == highlight else 0.3)
+        ax.plot(range(cut), ys[:cut], **style)
+        if cut < len(ys) and finite:
+            ax.plot(cut - 1, ys[cut - 1], marker="x", color=style["color"], ms=9, mew=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(curves) <= 8:
+        ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
