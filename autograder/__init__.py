@@ -1,0 +1,14 @@
+"""An autograder that student code cannot fool.
+
+Student code runs only in a sandboxed child process (:mod:`autograder.worker`,
+:mod:`autograder.sandbox`, :mod:`autograder.child`) that answers probes with
+plain data (:mod:`autograder.plain`). The trusted judge (:mod:`autograder.judge`)
+computes reference answers itself on fresh random inputs, compares, and stores
+everything in a SQLite gradebook (:mod:`autograder.gradebook`) before exporting
+CSV, Gradescope JSON and feedback (:mod:`autograder.export`).
+
+    python -m autograder assign
+    python -m autograder grade --lab 01_backprop submissions/ --out out/ --workers 2
+    python -m autograder export-gradescope --lab 01_backprop
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""Self-checks for the labs, and the test cases the autograder grades with.
+
+A lab's test cells declare cases; ``check`` runs the visible ones right away in
+the student's notebook and prints what passed, what failed and why:
+
+>>> from coursekit.checks import use_lab, case, check
+>>> use_lab("demo")                                               # doctest: +SKIP
+>>> case("q1", "doubles a tensor", points=1, fn="double",
+...      inputs=lambda g: (torch.randn(3, generator=g),))         # doctest: +SKIP
+>>> check("q1")                                                   # doctest: +SKIP
+q1: 1/1 points
+  ✓ doubles a tensor (1 pt)
+
+The expected values of visible cases come from ``labs/checks/<lab>.json``, which
+``python -m autograder assign`` computes from the instructor's solution. Hidden
+cases (declared with ``hidden=True`` inside ``### BEGIN HIDDEN TESTS``) never
+reach the student's copy; the autograder runs every case in a sandbox on fresh
+random inputs instead.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import traceback
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from autograder.compare import Mismatch, compare as compare_values
+from autograder.plain import decode, encode
+from autograder.plain import Seed
+from autograder.probe import Step, call, get, named, ref, run_steps
+
+__all__ = ["use_lab", "case", "check", "run_check", "call", "get", "ref", "named", "Seed", "Case", "CheckResult"]
+
+#: "student" (run self-checks), "collect" (the autograder reads the cases) or "grading" (sandboxed child).
+MODE = os.environ.get("COURSEKIT_CHECKS_MODE", "student")
+CHECKS_DIR_ENV = "COURSEKIT_CHECKS_DIR"
+
+_lab: str | None = None
+_cases: dict[str, "Case"] = {}
+_hidden_block = False   # set by the autograder while it runs a hidden-tests block
+
+
+@dataclass
+class Case:
+    """One test case: a probe (built from seeded random inputs) and its points."""
+    lab: str
+    question: str
+    name: str
+    points: float
+    fn: str | None = None
+    inputs: Callable[[torch.Generator], Any] | None = None
+    script: Callable[[torch.Generator], list] | None = None
+    compare: Callable[[list, list], str | None] | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-7
+    timeout: float | None = None
+    hidden: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.question}/{self.name}"
+
+    def seed(self, run_seed: int | None = None) -> int:
+        """The seed of this case's inputs: fixed for self-checks, fresh per grading run."""
+        base = zlib.crc32(f"{self.lab}/{self.key}".encode())
+        return base if run_seed is None else (base ^ run_seed) % (2**63)
+
+    def steps(self, seed: int) -> list[Step]:
+        """Build this case's probe from a ``torch.Generator`` seeded with ``seed``."""
+        g = torch.Generator().manual_seed(seed)
+        if self.script is not None:
+            steps = list(self.script(g))
+        else:
+            args = self.inputs(g) if self.inputs is not None else ()
+            steps = [call(self.fn, *(args if isinstance(args, tuple) else (args,)))]
+        if not steps or not all(isinstance(s, Step) for s in steps):
+            raise TypeError(f"case {self.key!r}: script must return a list of call(...)/get(...) steps")
+        return steps
+
+    def judge(self, expected: list, actual: list | None, error: str | None,
+              steps: list[Step]) -> Mismatch | None:
+        """Compare decoded results step by step; ``None`` means the case passed."""
+        if error is not None:
+            return Mismatch("", error)
+        if len(actual) != len(expected):
+            return Mismatch("", f"expected {len(expected)} results, got {len(actual)}")
+        if self.compare is not None:
+            reason = self.compare(expected, actual)
+            return None if reason is None else Mismatch("", str(reason))
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            where = steps[i].describe() if len(steps) == 1 else f"step {i} ({steps[i].describe()})"
+            m = compare_values(e, a, self.rtol, self.atol, where)
+            if m:
+                return m
+        return None
+
+
+def use_lab(name: str) -> None:
+    """Start a lab: forget cases from earlier labs. Call it once at the top of a lab."""
+    global _lab
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"use_lab needs the lab's name, such as '03_optimizers'; got {name!r}")
+    _lab = name
+    _cases.clear()
+
+
+def case(question: str, name: str, points: float, *, fn: str | None = None,
+         inputs: Callable | None = None, script: Callable | None = None,
+         compare: Callable | None = None, rtol: float = 1e-5, atol: float = 1e-7,
+         timeout: float | None = None, hidden: bool = False) -> Case:
+    """Declare a test case worth ``points`` for ``question``.
+
+    Either ``fn`` and ``inputs`` (a function of a ``torch.Generator`` returning the
+    positional arguments), or ``script`` (returning a list of ``call``/``get`` steps).
+    ``compare(expected, actual)`` may replace the default element-wise comparison;
+    it returns ``None`` when the results are acceptable, else the reason.
+    """
+    if _lab is None:
+        raise RuntimeError("call use_lab('<lab name>') before declaring cases")
+    if (fn is None) == (script is None):
+        raise ValueError(f"case {question}/{name}: give either fn= and inputs=, or script=")
+    if not (isinstance(points, (int, float)) and points >= 0):
+        raise ValueError(f"case {question}/{name}: points must be a number >= 0; got {points!r}")
+    c = Case(_lab, question, name, float(points), fn, inputs, script, compare, rtol, atol,
+             timeout, hidden or _hidden_block)
+    _cases[c.key] = c
+    return c
+
+
+def cases() -> list[Case]:
+    """All cases declared so far in the current lab, in order."""
+    return list(_cases.values())
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` found; true when every visible case passed."""
+    question: str
+    score: float
+    max_score: float
+    lines: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.score == self.max_score
+
+    def __repr__(self) -> str:
+        return "\n".join([f"{self.question}: {self.score:g}/{self.max_score:g} points", *self.lines])
+
+
+def checks_dir() -> Path:
+    """Where the expected values of visible cases live (``labs/checks``)."""
+    env = os.environ.get(CHECKS_DIR_ENV)
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd() / "checks", Path.cwd() / "labs" / "checks",
+                   Path(__file__).resolve().parents[1] / "labs" / "checks"]
+    for p in candidates:
+        if p.is_dir():
+            return p
+    raise FileNotFoundError("cannot find the labs/checks folder; open the lab from the course's "
+                            f"labs/ folder or set {CHECKS_DIR_ENV}")
+
+
+def _expected(lab: str) -> dict:
+    path = checks_dir() / f"{lab}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the instructor runs `python -m autograder assign`")
+    return json.loads(path.read_text())["cases"]
+
+
+def _error_text(e: BaseException) -> str:
+    last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    line = f" (line {last[0].lineno} of {last[0].name})" if last else ""
+    return f"raised {type(e).__name__}: {e}{line}"
+
+
+def check(question: str) -> None:
+    """Run the visible cases of ``question`` on your functions and print what passed and why not."""
+    if MODE == "collect":
+        return None
+    if MODE == "grading":
+        print(f"(self-check {question} skipped: the autograder runs its own tests)")
+        return None
+    print(repr(run_check(question, inspect.currentframe().f_back.f_globals)))
+
+
+def run_check(question: str, namespace: dict) -> CheckResult:
+    """Like :func:`check`, but returns the :class:`CheckResult` instead of printing it."""
+    if _lab is None:
+        raise RuntimeError("run the lab's first cell (it calls use_lab) before check()")
+    mine = [c for c in _cases.values() if c.question == question and not c.hidden]
+    if not mine:
+        known = sorted({c.question for c in _cases.values()})
+        raise ValueError(f"no self-checks for question {question!r}; run its test cell first. "
+                         f"Questions with checks: {known}")
+    ns = namespace
+    stored = _expected(_lab)
+    result = CheckResult(question, 0.0, sum(c.points for c in mine))
+    for c in mine:
+        pts = f"({c.points:g} pt{'s' if c.points != 1 else ''})"
+        if c.key not in stored:
+            result.lines.append(f"  ? {c.name} {pts}: no stored expectation; the instructor reruns assign")
+            continue
+        steps = c.steps(c.seed())
+        actual, error = None, None
+        try:
+            actual = decode(encode(run_steps(ns, steps)))
+        except NotImplementedError:
+            error = "not implemented yet (the function raises NotImplementedError)"
+        except Exception as e:  # noqa: BLE001 - any failure of student code is reported
+            error = _error_text(e)
+        m = c.judge(decode(stored[c.key]), actual, error, steps)
+        if m is None:
+            result.score += c.points
+            result.lines.append(f"  ✓ {c.name} {pts}")
+        else:
+            result.lines.append(f"  ✗ {c.name} {pts}\n    " + m.full().replace("\n", "\n    "))
+    return result
