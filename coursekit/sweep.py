@@ -36,6 +36,14 @@ LOSSES = ("auto", "cross_entropy", "mse")
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
                nn.SiLU, nn.Softplus)
+# d(activation)/d(input) from the input h and output a; other element-wise layers use autograd.
+_DERIVATIVE = {
+    nn.ReLU: lambda m, h, a: a > 0,
+    nn.LeakyReLU: lambda m, h, a: torch.where(h > 0, 1.0, m.negative_slope),
+    nn.Tanh: lambda m, h, a: 1 - a * a,
+    nn.Sigmoid: lambda m, h, a: a * (1 - a),
+    nn.Identity: lambda m, h, a: 1.0,
+}
 _DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "adam": 0.0, "adamw": 0.0}
 _DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "adam": 0.0, "adamw": 1e-2}
 
@@ -230,7 +238,8 @@ class Sweep:
             raise ValueError("model_fn must build a model with at least one nn.Linear layer")
         self.sizes = [n for m in self.layers if isinstance(m, nn.Linear)
                       for n in ((m.weight.numel(), m.bias.numel()) if m.bias is not None else (m.weight.numel(),))]
-        self.w = torch.stack(rows).to(self.device).requires_grad_()
+        self.w = torch.stack(rows).to(self.device)
+        self.grad = torch.zeros_like(self.w)
         self.state: dict[str, dict[str, torch.Tensor]] = {}
 
     @property
@@ -246,42 +255,103 @@ class Sweep:
         if not isinstance(k, int) or not -self.K <= k < self.K:
             raise ValueError(f"k must be an int in [0, {self.K}); got {k!r}")
         net = self._make_one(k % self.K)
-        flat = self.w[k].detach().cpu()
+        flat = self.w[k].cpu()
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(flat, [p for m in _layers_of(net)
                                                        if isinstance(m, nn.Linear) for p in m.parameters()])
         return net.to(self.device)
 
-    # -- forward and loss ----------------------------------------------------------------
-    def _forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Outputs [K, B, out] for inputs [B, in] (shared) or [K, B, in] (one batch per model)."""
-        K = self.K
-        h = x.expand(K, *x.shape) if x.dim() == 2 else x
-        params = iter(torch.split(w, self.sizes, dim=1))
+    # -- forward, loss and backprop ------------------------------------------------------
+    def _params(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(W [K, out, in], b [K, 1, out] or None) views into ``flat`` [K, P], one per Linear."""
+        chunks = iter(torch.split(flat, self.sizes, dim=1))
+        views = []
         for m in self.layers:
             if isinstance(m, nn.Linear):
-                W = next(params).view(K, m.out_features, m.in_features)
-                if m.bias is not None:
-                    b = next(params).view(K, 1, m.out_features)
-                    h = torch.baddbmm(b, h, W.transpose(1, 2))
-                else:
-                    h = torch.bmm(h, W.transpose(1, 2))
+                W = next(chunks).view(self.K, m.out_features, m.in_features)
+                views.append((W, next(chunks).view(self.K, 1, m.out_features) if m.bias is not None else None))
+        return views
+
+    def _forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        """Outputs [K, B, out] for inputs [B, in] (shared) or [K, B, in] (one batch per model).
+
+        With a ``cache`` list, what backprop needs is appended to it, layer by layer.
+        """
+        h = x.expand(self.K, *x.shape) if x.dim() == 2 else x
+        params = iter(self._params(self.w))
+        for m in self.layers:
+            if isinstance(m, nn.Linear):
+                W, b = next(params)
+                if cache is not None:
+                    cache.append(h)
+                h = torch.bmm(h, W.transpose(1, 2)) if b is None else torch.baddbmm(b, h, W.transpose(1, 2))
+            elif cache is not None and type(m) not in _DERIVATIVE:
+                h_in = h.detach().requires_grad_()  # no formula: let autograd do this one layer
+                with torch.enable_grad():
+                    h = m(h_in)
+                cache.append((h_in, h))
             else:
-                h = m(h)
+                a = m(h)
+                if cache is not None:
+                    cache.append((h, a))
+                h = a
         return h
+
+    def _backward(self, dout: torch.Tensor, cache: list) -> None:
+        """Backprop d(loss_k)/d(out_k) [K, B, out] through the layers into ``self.grad`` [K, P].
+
+        Every product is batched over K, so model k's gradient depends on model k alone.
+        """
+        dz = dout
+        params = self._params(self.w)
+        grads = self._params(self.grad)
+        i = len(params)
+        for layer, saved in zip(reversed(self.layers), reversed(cache)):
+            if isinstance(layer, nn.Linear):
+                i -= 1
+                (W, _), (dW, db) = params[i], grads[i]
+                torch.bmm(dz.transpose(1, 2), saved, out=dW)   # dL/dW = dz^T a_in, per model
+                if db is not None:
+                    torch.sum(dz, 1, keepdim=True, out=db)      # dL/db = sum of dz over the batch
+                if i > 0:
+                    dz = torch.bmm(dz, W)                       # dL/da_in = dz W
+            else:
+                h, a = saved
+                derivative = _DERIVATIVE.get(type(layer))
+                if derivative is None:
+                    dz, = torch.autograd.grad(a, h, dz)
+                else:
+                    dz = dz * derivative(layer, h, a)
 
     @torch.no_grad()
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         """All K models' outputs (logits or regression values) for ``X``: shape [K, N, out]."""
-        return self._forward(self.w, X.to(self.device, torch.float32))
+        return self._forward(X.to(self.device, torch.float32))
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
-        """Per-model mean loss [K]: reductions run over the batch only, never across models."""
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, classification: bool,
+              with_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-model mean loss [K] and, if asked, its gradient d(loss_k)/d(out_k) [K, B, out].
+
+        Reductions run over the batch only, never across models.
+        """
+        B = out.shape[1]
         if classification:
-            logp = out.log_softmax(-1)
-            target = y.expand(self.K, -1) if y.dim() == 1 else y
-            return -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).mean(1)
-        return (out - y).square().flatten(1).mean(1)
+            target = (y.expand(self.K, -1) if y.dim() == 1 else y).unsqueeze(-1)
+            logp = out - out.logsumexp(-1, keepdim=True)
+            loss = -logp.gather(-1, target).squeeze(-1).mean(1)
+            if not with_grad:
+                return loss, None
+            dout = logp.exp_()                 # softmax ...
+            dout.scatter_add_(-1, target, self._minus_ones(target))   # ... minus one-hot
+            return loss, dout.div_(B)
+        diff = out - y
+        loss = diff.square().flatten(1).mean(1)
+        return loss, (diff.mul_(2.0 / diff[0].numel()) if with_grad else None)
+
+    def _minus_ones(self, like: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "_ones", None) is None or self._ones.shape != like.shape:
+            self._ones = torch.full(like.shape, -1.0, device=self.device)
+        return self._ones
 
     # -- optimizer ---------------------------------------------------------------------
     def _groups(self) -> dict[str, torch.Tensor | None]:
@@ -312,21 +382,27 @@ class Sweep:
     @torch.no_grad()
     def _update(self, w: torch.Tensor, grad: torch.Tensor, name: str, hp: dict, s: int) -> None:
         """One optimizer step on rows ``w`` in place; ``s`` indexes this fit's step tables."""
-        state = self.state.setdefault(name, {})
+        if name not in self.state:
+            # scratch buffers are reused every step: fresh [K, P] temporaries are slow on CPU
+            adam = name in ("adam", "adamw")
+            self.state[name] = {"tmp": torch.empty_like(w), "tmp2": torch.empty_like(w)}
+            if adam:
+                self.state[name].update(m=torch.zeros_like(w), v=torch.zeros_like(w))
+        state = self.state[name]
+        tmp, tmp2 = state["tmp"], state["tmp2"]
         if name in ("adam", "adamw"):
             if name == "adamw":
                 w.mul_(hp["decay"])
             elif hp["any_weight_decay"]:
-                grad = grad.addcmul(w, hp["weight_decay"])
-            m = state.setdefault("m", torch.zeros_like(w))
-            v = state.setdefault("v", torch.zeros_like(w))
+                grad.addcmul_(w, hp["weight_decay"])
+            m, v = state["m"], state["v"]
             m.lerp_(grad, hp["one_minus_beta1"])
-            v.mul_(hp["beta2"]).addcmul_(grad * hp["one_minus_beta2"], grad)
-            denom = (v.sqrt() / hp["bc2_sqrt"][s]).add_(hp["eps"])
-            w.addcdiv_(m * hp["neg_step_size"][s], denom)
+            v.mul_(hp["beta2"]).addcmul_(torch.mul(grad, hp["one_minus_beta2"], out=tmp), grad)
+            denom = torch.sqrt(v, out=tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
+            w.addcdiv_(torch.mul(m, hp["neg_step_size"][s], out=tmp2), denom)
         else:
             if hp["any_weight_decay"]:
-                grad = grad.addcmul(w, hp["weight_decay"])
+                grad.addcmul_(w, hp["weight_decay"])
             # torch skips the buffer when momentum is 0; so do we, since 0 * inf would be NaN
             if hp["any_momentum"]:
                 buf = state.get("buf")
@@ -334,7 +410,7 @@ class Sweep:
                     buf = state["buf"] = grad.clone()  # torch starts the buffer at the first gradient
                 else:
                     buf.mul_(hp["momentum"]).add_(grad)
-                grad = grad.addcmul(buf, hp["momentum"]) if name == "nesterov" else buf
+                grad = torch.addcmul(grad, buf, hp["momentum"], out=tmp) if name == "nesterov" else buf
             w.addcmul_(grad, hp["neg_lr"])
 
     def _clip(self, grad: torch.Tensor) -> None:
@@ -343,6 +419,7 @@ class Sweep:
         grad.mul_((self.grad_clip / (norm + 1e-6)).clamp_(max=1.0))
 
     # -- training ------------------------------------------------------------------------
+    @torch.no_grad()
     def fit(self, data: Dataset, epochs: int, batch_size: int = 64,
             data_seed: int | Sequence[int] = 0) -> SweepHistory:
         """Train all K models for ``epochs`` epochs and return their :class:`SweepHistory`.
@@ -381,33 +458,34 @@ class Sweep:
         for epoch in range(epochs):
             # K ints: one permutation per model, gathered as [K, batch] indices
             perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-            total = torch.zeros(K, device=dev)
             correct = torch.zeros(K, device=dev)
             for start in range(0, n, batch_size):
                 idx = perm[:, start:start + batch_size]
                 idx = idx[0] if shared else idx
                 xb, yb = X[idx], y[idx]
-                out = self._forward(self.w, xb)
-                loss = self._loss(out, yb, classification)
-                # the sum only seeds backward with ones: each row's gradient depends on its own loss
-                grad, = torch.autograd.grad(loss.sum(), self.w)
+                cache: list = []
+                out = self._forward(xb, cache)
+                loss, dout = self._loss(out, yb, classification, with_grad=True)
+                self._backward(dout, cache)
+                grad = self.grad
                 if self.grad_clip is not None:
                     self._clip(grad)
                 for name, rows in groups.items():
                     if rows is None:
-                        self._update(self.w.data, grad, name, tables[name], s)
+                        self._update(self.w, grad, name, tables[name], s)
                     else:
-                        w_rows = self.w.data[rows]
+                        w_rows = self.w[rows]
                         self._update(w_rows, grad[rows], name, tables[name], s)
-                        self.w.data[rows] = w_rows
-                loss = loss.detach()
+                        self.w[rows] = w_rows
                 step_loss[:, s] = loss
-                total += loss * idx.shape[-1]
                 if classification:
-                    correct += (out.detach().argmax(-1) == yb).sum(-1)
+                    correct += (out.argmax(-1) == yb).sum(-1)
                 s += 1
                 self.step += 1
-            train_loss[:, epoch] = total / n
+            # batch-size-weighted mean of this epoch's step losses, as Trainer reports it
+            sizes = torch.full((per_epoch,), float(batch_size), device=dev)
+            sizes[-1] = n - batch_size * (per_epoch - 1)
+            train_loss[:, epoch] = (step_loss[:, s - per_epoch:s] * sizes).sum(1) / n
             train_acc[:, epoch] = correct / n if classification else math.nan
             val_loss[:, epoch], val_acc[:, epoch] = self.evaluate(data, "val")
         return self._history(step_loss, train_loss, train_acc, val_loss, val_acc)
@@ -430,8 +508,8 @@ class Sweep:
             nan = torch.full((self.K,), math.nan, device=self.device)
             return nan, nan.clone()
         X, y = X.to(self.device, torch.float32), y.to(self.device)
-        out = self._forward(self.w, X)
-        loss = self._loss(out, y, classification)
+        out = self._forward(X)
+        loss, _ = self._loss(out, y, classification)
         acc = (out.argmax(-1) == y).float().mean(1) if classification else torch.full_like(loss, math.nan)
         return loss, acc
 
