@@ -22,18 +22,17 @@ def _one_of(arg: str, value, allowed) -> None:
         raise ValueError(f"{arg} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
-def init_weights(model: nn.Module, scheme: str = "default", activation: str = "relu",
-                 std: float = 0.01, generator: torch.Generator | None = None) -> nn.Module:
+def init_weights(model: nn.Module, scheme: str = "default", std: float = 0.01,
+                 generator: torch.Generator | None = None) -> nn.Module:
     """Initialise every ``nn.Linear`` in ``model`` in place with ``scheme``; biases go to zero.
 
-    ``'he'`` is Kaiming-normal (fan-in), ``'normal'`` draws N(0, ``std``^2),
-    ``'default'`` keeps PyTorch's own init.
+    ``'xavier_*'`` is Glorot & Bengio's Var(w) = 2 / (fan_in + fan_out), with no
+    activation gain, as in the paper; ``'he'`` is Kaiming-normal, Var(w) = 2 / fan_in;
+    ``'normal'`` draws N(0, ``std``^2); ``'default'`` keeps PyTorch's own init.
     """
     _one_of("init", scheme, INITS)
     if scheme == "default":
         return model
-    nonlinearity = {"leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid"}.get(activation, "relu")
-    gain = nn.init.calculate_gain(nonlinearity) if scheme.startswith("xavier") else 1.0
     for m in model.modules():
         if not isinstance(m, nn.Linear):
             continue
@@ -41,10 +40,10 @@ def init_weights(model: nn.Module, scheme: str = "default", activation: str = "r
         fan_out, fan_in = w.shape
         with torch.no_grad():
             if scheme == "xavier_uniform":
-                a = gain * math.sqrt(6.0 / (fan_in + fan_out))
+                a = math.sqrt(6.0 / (fan_in + fan_out))
                 w.uniform_(-a, a, generator=generator)
             elif scheme == "xavier_normal":
-                w.normal_(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
+                w.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
             elif scheme == "he":
                 w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
             elif scheme == "he_uniform":
@@ -87,7 +86,7 @@ def mlp(in_features: int, out_features: int, depth: int = 2, width: int = 64,
             layers.append(nn.Dropout(dropout))
         d = width
     layers.append(nn.Linear(d, out_features))
-    return init_weights(nn.Sequential(*layers), init, activation, std=init_std)
+    return init_weights(nn.Sequential(*layers), init, std=init_std)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,16 +23,40 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 
 
 def new_figure(width: float = 6.4, height: float = 3.2, ncols: int = 1, nrows: int = 1,
-               **subplot_kw) -> tuple[Figure, Axes | Sequence[Axes]]:
-    """A figure and its axes, detached from pyplot (nothing is shown until you display it)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+               layout: str | None = None, **subplot_kw) -> tuple[Figure, Axes | Sequence[Axes]]:
+    """A figure and its axes, detached from pyplot (nothing is shown until you display it).
+
+    Margins are fixed in inches, which leaves room for tick labels, axis labels and a
+    title. That is about twice as fast to draw as ``layout="constrained"`` (which
+    you can still ask for), and widget frames are drawn by the hundred.
+    """
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
+    if layout is None:
+        fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height,
+                            top=1 - 0.35 / height, wspace=0.85 * ncols / max(width - 0.9, 1.0),
+                            hspace=0.9 * nrows / max(height - 0.85, 1.0))
     axes = fig.subplots(nrows, ncols, **subplot_kw)
     return fig, axes
 
 
+_CANVASES: dict[tuple, FigureCanvasAgg] = {}
+
+
 def to_png(fig: Figure, dpi: int = 80) -> bytes:
-    """Render a figure to PNG bytes."""
+    """Render a figure to PNG bytes.
+
+    Figures of one size share an Agg canvas, so its renderer, and matplotlib's
+    text-metrics cache keyed on the renderer, outlive each figure: widget frames
+    re-use the measured tick labels (mathtext especially) instead of re-parsing them.
+    """
+    key = (*fig.get_size_inches().round(3), dpi)
+    canvas = _CANVASES.get(key)
+    if canvas is None:
+        canvas = _CANVASES[key] = FigureCanvasAgg(fig)
+    else:
+        canvas.figure = fig
+        fig.set_canvas(canvas)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

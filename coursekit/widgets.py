@@ -129,6 +129,7 @@ class Experiment:
         self._cache: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
         self._cache_size = cache_size
         self.last_redraw_s: float | None = None
+        self.links: list[W.Widget] = []  # the jslinks of the last static widget
 
     @property
     def n_frames(self) -> int:
@@ -190,9 +191,10 @@ class Experiment:
                 return W.Image(value=frames[prefix], format="png", layout=W.Layout(max_width="100%"))
             stack = W.Stack([build(prefix + (i,)) for i in range(sizes[level])],
                             selected_index=ctrls[level].index)
-            W.jslink((ctrls[level], "index"), (stack, "selected_index"))
+            self.links.append(W.jslink((ctrls[level], "index"), (stack, "selected_index")))
             return stack
 
+        self.links = []
         return build(())
 
     def _ipython_display_(self) -> None:

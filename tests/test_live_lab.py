@@ -1,0 +1,106 @@
+"""Live mode: a real JupyterLab on localhost, chapter 1 run in a real kernel, a slider moved in Chromium.
+
+The figure must be redrawn by the Python callback (the kernel), not switched
+from precomputed frames: the test checks the widget is the live kind and that
+the kernel's image changes after the slider moves.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from browser import browser_page
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER = "ch01_how_a_network_learns.ipynb"
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyterlab")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on a free loopback port, serving a copy of the chapter; yields its URL."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "book" / CHAPTER, work / CHAPTER)
+    config = tmp_path / "config"
+    (config / "labconfig").mkdir(parents=True)
+    # No news pop-up over the notebook.
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    env.pop("COURSEKIT_WIDGETS", None)
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--ServerApp.disable_check_xsrf=True",
+         f"--ServerApp.root_dir={work}", "--expose-app-in-browser", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_live_chapter_redraws_from_python(jupyterlab):
+    with browser_page(offline=True) as (page, log):
+        page.set_default_timeout(60_000)
+        page.goto(f"{jupyterlab}/lab/tree/{CHAPTER}")
+        page.wait_for_function("window.jupyterapp !== undefined")
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        # Wait for the kernel, then run every cell as a student would from the Run menu.
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp.shell.currentWidget;"
+            " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
+            " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        live = page.locator(".coursekit-experiment.coursekit-live").first
+        live.wait_for(state="visible", timeout=180_000)
+        assert page.locator(".coursekit-static").count() == 0, "JupyterLab should get the live widget"
+        img = live.locator("img").first
+        img.wait_for(state="visible")
+        before = img.get_attribute("src")
+        live.scroll_into_view_if_needed()
+        handle = live.locator(".noUi-handle").first
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "([el, old]) => el.getAttribute('src') !== old", arg=[img.element_handle(), before], timeout=30_000)
+        label = live.locator(".widget-readout").first.inner_text()
+        after = img.get_attribute("src")
+        assert after != before
+        assert label.strip() == "0.7", f"the slider should have moved from 0.4 to 0.7; it reads {label!r}"
+        assert log["external"] == [], f"requests tried to leave the machine: {log['external']}"
+        assert log["page_errors"] == [], log["page_errors"]
