@@ -36,13 +36,15 @@ LOSSES = ("auto", "cross_entropy", "mse")
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
                nn.SiLU, nn.Softplus)
-# d(activation)/d(input) from the input h and output a; other element-wise layers use autograd.
+# Backprop through an element-wise layer: dz_in = dz * activation'(h), from its input h and
+# output a. ReLU and LeakyReLU use torch's own backward kernels, several times faster than a
+# mask multiply. Other element-wise layers fall back to autograd.
 _DERIVATIVE = {
-    nn.ReLU: lambda m, h, a: a > 0,
-    nn.LeakyReLU: lambda m, h, a: torch.where(h > 0, 1.0, m.negative_slope),
-    nn.Tanh: lambda m, h, a: 1 - a * a,
-    nn.Sigmoid: lambda m, h, a: a * (1 - a),
-    nn.Identity: lambda m, h, a: 1.0,
+    nn.ReLU: lambda m, dz, h, a: torch.ops.aten.threshold_backward(dz, a, 0),
+    nn.LeakyReLU: lambda m, dz, h, a: torch.ops.aten.leaky_relu_backward(dz, h, m.negative_slope, False),
+    nn.Tanh: lambda m, dz, h, a: dz * (1 - a * a),
+    nn.Sigmoid: lambda m, dz, h, a: dz * (a * (1 - a)),
+    nn.Identity: lambda m, dz, h, a: dz,
 }
 _DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "adam": 0.0, "adamw": 0.0}
 _DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "adam": 0.0, "adamw": 1e-2}
@@ -304,24 +306,23 @@ class Sweep:
         """
         dz = dout
         params = self._params(self.w)
-        grads = self._params(self.grad)
+        grads: list[torch.Tensor] = []   # filled from the last layer back, then reversed
         i = len(params)
         for layer, saved in zip(reversed(self.layers), reversed(cache)):
             if isinstance(layer, nn.Linear):
                 i -= 1
-                (W, _), (dW, db) = params[i], grads[i]
-                torch.bmm(dz.transpose(1, 2), saved, out=dW)   # dL/dW = dz^T a_in, per model
-                if db is not None:
-                    torch.sum(dz, 1, keepdim=True, out=db)      # dL/db = sum of dz over the batch
+                W, b = params[i]
+                if b is not None:
+                    grads.append(dz.sum(1))                     # dL/db = sum of dz over the batch
+                grads.append(torch.bmm(dz.transpose(1, 2), saved).flatten(1))  # dL/dW = dz^T a_in
                 if i > 0:
                     dz = torch.bmm(dz, W)                       # dL/da_in = dz W
             else:
                 h, a = saved
                 derivative = _DERIVATIVE.get(type(layer))
-                if derivative is None:
-                    dz, = torch.autograd.grad(a, h, dz)
-                else:
-                    dz = dz * derivative(layer, h, a)
+                dz = torch.autograd.grad(a, h, dz)[0] if derivative is None else derivative(layer, dz, h, a)
+        # one copy into the [K, P] rows (writing each block in place through a strided view is slower)
+        torch.cat(grads[::-1], dim=1, out=self.grad)
 
     @torch.no_grad()
     def predict(self, X: torch.Tensor) -> torch.Tensor:
@@ -458,7 +459,7 @@ class Sweep:
         for epoch in range(epochs):
             # K ints: one permutation per model, gathered as [K, batch] indices
             perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-            correct = torch.zeros(K, device=dev)
+            correct = torch.zeros(K, dtype=torch.long, device=dev)
             for start in range(0, n, batch_size):
                 idx = perm[:, start:start + batch_size]
                 idx = idx[0] if shared else idx
