@@ -131,8 +131,10 @@ def _read_array(spec: Any, to_tensor: bool) -> Any:
         raise PlainDataError("malformed array header")
     if not isinstance(data, str):
         raise PlainDataError("malformed array data")
-    raw = base64.b64decode(data, validate=True)
-    a = np.frombuffer(raw, dtype=DTYPES[dtype])
+    try:
+        a = np.frombuffer(base64.b64decode(data, validate=True), dtype=DTYPES[dtype])
+    except ValueError as e:
+        raise PlainDataError(f"malformed array data: {e}") from e
     if a.size != math.prod(shape):
         raise PlainDataError(f"array data does not match its shape {shape}")
     a = a.reshape(shape).astype(DTYPES[dtype].replace("<", "="), copy=True)

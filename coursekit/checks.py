@@ -189,17 +189,21 @@ def check(question: str) -> None:
     print(repr(run_check(question, inspect.currentframe().f_back.f_globals)))
 
 
-def run_check(question: str, namespace: dict) -> CheckResult:
-    """Like :func:`check`, but returns the :class:`CheckResult` instead of printing it."""
-    if _lab is None:
-        raise RuntimeError("run the lab's first cell (it calls use_lab) before check()")
-    mine = [c for c in _cases.values() if c.question == question and not c.hidden]
+def run_check(question: str, namespace: dict, declared: list[Case] | None = None) -> CheckResult:
+    """Like :func:`check`, but returns the :class:`CheckResult` instead of printing it.
+
+    ``declared`` defaults to the cases of the current lab (see :func:`use_lab`).
+    """
+    declared = list(_cases.values()) if declared is None else declared
+    if not declared:
+        raise RuntimeError("run the lab's first cell (it calls use_lab) and the test cell before check()")
+    mine = [c for c in declared if c.question == question and not c.hidden]
     if not mine:
-        known = sorted({c.question for c in _cases.values()})
+        known = sorted({c.question for c in declared})
         raise ValueError(f"no self-checks for question {question!r}; run its test cell first. "
                          f"Questions with checks: {known}")
     ns = namespace
-    stored = _expected(_lab)
+    stored = _expected(mine[0].lab)
     result = CheckResult(question, 0.0, sum(c.points for c in mine))
     for c in mine:
         pts = f"({c.points:g} pt{'s' if c.points != 1 else ''})"
