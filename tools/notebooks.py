@@ -3,6 +3,7 @@
     python tools/notebooks.py strip book/*.ipynb            # clear outputs in place
     python tools/notebooks.py strip --keep-checked book/x.ipynb   # keep '# NBVAL_CHECK_OUTPUT' text outputs
     python tools/notebooks.py check book/*.ipynb            # exit 1 if a notebook carries heavy outputs
+    python tools/notebooks.py run book/x.ipynb              # execute, print outputs and time, strip
 
 Checked outputs are kept as text only (stream and text/plain): never images or widget state.
 """
@@ -25,7 +26,10 @@ def text_only(outputs):
     kept = []
     for o in outputs:
         if o.output_type == "stream":
-            kept.append(o)
+            if kept and kept[-1].output_type == "stream" and kept[-1].name == o.name:
+                kept[-1].text += o.text  # one block per stream, however the kernel chunked it
+            else:
+                kept.append(o)
         elif o.output_type in ("execute_result", "display_data"):
             data = {k: v for k, v in o.get("data", {}).items() if k in TEXT_MIMES}
             if data:
@@ -66,8 +70,37 @@ def problems(path: Path) -> list[str]:
     return found
 
 
+def run(path: Path) -> float:
+    """Execute a notebook in place (as nbval and the book do), print its text outputs, then strip it."""
+    import time
+
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i:03d}"  # stable ids keep diffs small
+    t0 = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        elapsed = time.perf_counter() - t0
+        for i, cell in enumerate(nb.cells):
+            for o in cell.get("outputs", []):
+                if o.output_type == "stream":
+                    print(o.text, end="")
+                elif o.output_type == "error":
+                    print(f"ERROR in cell {i}: {o.ename}: {o.evalue}")
+                elif "data" in o:
+                    print(f"[cell {i}: {', '.join(k for k in o.data if k != 'text/plain')}]")
+        nbformat.write(nb, path)
+        strip(path, keep_checked=True)
+    print(f"{path}: executed in {elapsed:.1f} s")
+    return elapsed
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("strip", "check"):
+    if not argv or argv[0] not in ("strip", "check", "run"):
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
@@ -77,6 +110,8 @@ def main(argv: list[str]) -> int:
     for p in paths:
         if cmd == "strip":
             strip(p, keep)
+        elif cmd == "run":
+            run(p)
         else:
             for msg in problems(p):
                 print(f"{p}: {msg}")
