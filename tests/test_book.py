@@ -54,6 +54,32 @@ def _visible_frame(experiment):
     return shown[0].get_attribute("src")
 
 
+def _control_moves(page, exp) -> list:
+    """One (name, action) per control of an experiment: each action changes that control's value."""
+    moves = []
+    handles = exp.locator(".noUi-handle")
+    for j in range(handles.count()):
+        def slide(h=handles.nth(j)):
+            h.focus()
+            page.keyboard.press("ArrowRight" if h.get_attribute("aria-valuenow") != h.get_attribute("aria-valuemax")
+                                else "ArrowLeft")
+        moves.append((f"slider {j}", slide))
+    selects = exp.locator("select")
+    for j in range(selects.count()):
+        def choose(sel=selects.nth(j)):
+            n, current = sel.locator("option").count(), sel.evaluate("s => s.selectedIndex")
+            sel.select_option(index=(current + 1) % n)
+        moves.append((f"drop-down {j}", choose))
+    groups = exp.locator(".widget-toggle-buttons")
+    for j in range(groups.count()):
+        def toggle(g=groups.nth(j)):
+            buttons = g.locator("button")
+            pressed = [k for k in range(buttons.count()) if "mod-active" in (buttons.nth(k).get_attribute("class") or "")]
+            buttons.nth(((pressed[0] if pressed else 0) + 1) % buttons.count()).click()
+        moves.append((f"toggle group {j}", toggle))
+    return moves
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("chapter", chapters())
 def test_static_chapter_is_interactive_offline(chapter):
@@ -66,23 +92,13 @@ def test_static_chapter_is_interactive_offline(chapter):
         for i in range(experiments.count()):
             exp = experiments.nth(i)
             exp.scroll_into_view_if_needed()
-            before = _visible_frame(exp)
-            handle = exp.locator(".noUi-handle").first
-            if handle.count():
-                handle.focus()
-                page.keyboard.press("ArrowRight")
-            else:  # a chapter experiment with no slider: change the first drop-down
-                select = exp.locator("select").first
-                options = select.locator("option")
-                select.select_option(index=(1 if options.count() > 1 else 0))
-            page.wait_for_timeout(300)
-            after = _visible_frame(exp)
-            assert after != before, f"experiment {i} of {chapter}: the figure did not change"
-            select = exp.locator("select")
-            if select.count():
-                select.first.select_option(index=select.first.locator("option").count() - 1)
+            moves = _control_moves(page, exp)
+            assert moves, f"experiment {i} of {chapter} has no slider, drop-down or toggle buttons"
+            for what, move in moves:
+                before = _visible_frame(exp)
+                move()
                 page.wait_for_timeout(300)
-                assert _visible_frame(exp) != after, f"experiment {i} of {chapter}: drop-down did nothing"
+                assert _visible_frame(exp) != before, f"experiment {i} of {chapter}: moving the {what} changed nothing"
         page.wait_for_timeout(500)
         assert log["external"] == [], f"requests tried to leave the machine: {log['external']}"
         assert log["page_errors"] == [], log["page_errors"]
