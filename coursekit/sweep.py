@@ -4,8 +4,17 @@ The K models' parameters live in one tensor ``w`` of shape ``[K, P]`` (one row
 per model). Each ``Linear`` layer becomes one batched matrix product over the
 leading K dimension (``torch.baddbmm``), and the optimizer update is a handful
 of element-wise operations on ``[K, P]`` tensors whose hyperparameters are
-``[K, 1]`` columns. So a 16-model learning-rate sweep costs a few times one
-model, not sixteen times, and runs on the GPU when there is one.
+``[K, 1]`` columns. Gradients come from backprop written out with the same
+batched products (dW = dz^T a, db = sum of dz, da = dz W); autograd is used only
+for activations without a formula here. Taking autograd's bookkeeping out of the
+loop about halves the CPU time per step. So a 16-model learning-rate sweep
+costs about two single-model runs, not sixteen (benchmarks/bench_sweep.py), and
+it runs on the GPU when there is one.
+
+Supported models: ``nn.Sequential`` of ``nn.Linear`` and element-wise
+activations (what ``coursekit.mlp`` builds without batch norm or dropout).
+Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``; the
+batch order is shared by all K models or given per model (``fit(data_seed=...)``).
 
 Nothing is ever summed across models, so a model that diverges keeps its NaN
 and inf to itself; ``history.diverged_step`` records where it happened.
@@ -193,7 +202,7 @@ class Sweep:
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         names = _per_model_optimizer(optimizer, K)
         self.K, self.model_fn, self.loss, self.grad_clip = K, model_fn, loss, grad_clip
-        self.device = get_device(device) if not isinstance(device, torch.device) else device
+        self.device = get_device(None if device is None else str(device))
         self.hparams = {
             "lr": _per_model("lr", lr, K, low=0.0, low_open=True),
             "weight_decay": _per_model("weight_decay", [_DEFAULT_WEIGHT_DECAY[n] for n in names]
@@ -497,6 +506,7 @@ class Sweep:
         first_bad = torch.where(bad.any(1), bad.int().argmax(1), torch.full_like(bad[:, 0], -1, dtype=torch.long))
         hparams = {n: v.clone() for n, v in self.hparams.items()}
         hparams["seed"] = torch.tensor(self.seeds)
+        hparams["optimizer"] = list(self.optimizers)
         return SweepHistory(step_loss, train_loss.cpu(), train_acc.cpu(), val_loss.cpu(), val_acc.cpu(),
                             first_bad.long(), hparams)
 
