@@ -162,6 +162,7 @@ def mark_duplicates(subs: list[Submission]) -> None:
             continue
         if sub.student in first:
             sub.status, sub.notebook = "duplicate_student", None
+            sub.sha256 = f"{sub.sha256}:duplicate:{sub.origin}"   # its own gradebook key, never the graded one's
             sub.message = f"student {sub.student!r} also submitted {first[sub.student].origin}; only that one is graded"
         else:
             first[sub.student] = sub

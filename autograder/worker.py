@@ -23,7 +23,7 @@ import sys
 import time
 
 from . import child as child_mod
-from .sandbox import Limits, confine, isolate, scrub_environ
+from .sandbox import Limits, confine, die_with_parent, isolate, scrub_environ
 from .wire import FrameReader, WireClosed, WireError, WireTimeout, write_frame
 
 MAX_ATTEMPTS = 6
@@ -82,6 +82,7 @@ class Worker:
         if pid == 0:  # guard
             code = 70
             try:
+                die_with_parent()
                 os.close(r)
                 devnull = os.open("/dev/null", os.O_RDWR)
                 for fd in (0, 1, 2):
@@ -198,6 +199,7 @@ class Worker:
 
 
 def main() -> None:
+    die_with_parent()           # a killed grader takes its workers (and their children) with it
     out = os.dup(1)
     os.dup2(2, 1)               # stray prints must not corrupt the protocol
     reader = FrameReader(0)

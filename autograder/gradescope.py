@@ -1,0 +1,73 @@
+"""``export-gradescope``: a Gradescope autograder bundle that runs this same grader.
+
+The zip holds ``setup.sh`` (installs Python packages), ``run_autograder`` (grades
+``/autograder/submission`` into ``/autograder/results/results.json``), and the
+code and lab files it needs. Upload it as a Gradescope "zip file upload"
+autograder. Set ``AUTOGRADER_HOME``/``AUTOGRADER_PYTHON`` to try it locally.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from .lab import DEFAULT_LABS_DIR, find_lab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETUP = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image.
+set -euo pipefail
+apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install -q torch=={torch} --index-url https://download.pytorch.org/whl/cpu \\
+  || /autograder/venv/bin/pip install -q torch=={torch}
+/autograder/venv/bin/pip install -q numpy nbformat tqdm scikit-learn matplotlib ipywidgets
+"""
+
+RUN = """#!/usr/bin/env bash
+# Gradescope runs this for each submission. It grades with the course's own autograder:
+# student code runs in a sandboxed child; the judge and the hidden tests stay out of its reach.
+set -uo pipefail
+HOME_DIR="${{AUTOGRADER_HOME:-/autograder}}"
+PY="${{AUTOGRADER_PYTHON:-$HOME_DIR/venv/bin/python}}"
+OUT="$HOME_DIR/grading-out"
+chmod -R go-rwx "$HOME_DIR/source/labs/source"      # hidden tests: root only, even without namespaces
+rm -rf "$OUT" && mkdir -m 700 -p "$OUT" "$HOME_DIR/results"
+cd "$HOME_DIR/source"
+"$PY" -m autograder grade --lab {lab} "$HOME_DIR/submission" --out "$OUT" --workers 1 --timeout {timeout} --no-progress
+result=$(ls "$OUT"/results/*.json 2>/dev/null | head -n 1)
+if [ -n "$result" ]; then
+  cp "$result" "$HOME_DIR/results/results.json"
+else
+  echo '{{"score": 0, "output": "No notebook (.ipynb) was found in the submission."}}' > "$HOME_DIR/results/results.json"
+fi
+"""
+
+
+def export_bundle(lab: str, out: Path, labs_dir: Path = DEFAULT_LABS_DIR, timeout: float = 600) -> Path:
+    """Write the bundle for ``lab`` to the zip file ``out``; returns its path."""
+    import torch
+    find_lab(lab, labs_dir)
+    labs_dir, out = Path(labs_dir), Path(out)
+    student = labs_dir / f"{lab}.ipynb"
+    checks = labs_dir / "checks" / f"{lab}.json"
+    for p in (student, checks):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing; run `python -m autograder assign --lab {lab}` first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        def add_text(name: str, text: str, mode: int = 0o644) -> None:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, text)
+
+        add_text("setup.sh", SETUP.format(torch=torch.__version__.split("+")[0]), 0o755)
+        add_text("run_autograder", RUN.format(lab=lab, timeout=int(timeout)), 0o755)
+        for pkg in ("autograder", "coursekit"):
+            for f in sorted((ROOT / pkg).glob("*.py")):
+                z.write(f, f"{pkg}/{f.name}")
+        z.write(find_lab(lab, labs_dir), f"labs/source/{lab}.ipynb")
+        z.write(student, f"labs/{lab}.ipynb")
+        z.write(checks, f"labs/checks/{lab}.json")
+    return out
