@@ -247,17 +247,17 @@ class LivePlot(Callback):
     def on_epoch_end(self, trainer, logs):
         if logs["epoch"] % self.every:
             return
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import DisplayHandle, Image
 
-        from .plots import plot_history
+        from .plots import plot_history, to_png
 
-        fig = plot_history(trainer.history, metrics=self.metrics)
+        # A PNG, not the Figure: it shows the same in every frontend, whatever the matplotlib backend.
+        image = Image(to_png(plot_history(trainer.history, metrics=self.metrics)))
         if self._handle is None:
-            self._handle = display(fig, display_id=True)
+            self._handle = DisplayHandle()
+            self._handle.display(image)
         else:
-            self._handle.update(fig)
-        plt.close(fig)
+            self._handle.update(image)
 
 
 def _rng_state(gen: torch.Generator) -> dict:

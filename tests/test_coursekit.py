@@ -379,3 +379,14 @@ def test_experiment_rejects_bad_definitions():
         Experiment(lambda lr: None, lr=[1]).widget(mode="live")
     with pytest.raises(ValueError, match="mode must be one of"):
         Experiment(_draw, lr=[1]).widget(mode="dynamic")
+
+
+def test_live_plot_updates_one_display_and_progress_bar_runs(capsys):
+    from coursekit import LivePlot
+
+    t = _trainer()
+    t.progress = True
+    live = LivePlot(every=1)
+    t.fit(epochs=2, callbacks=[live])
+    assert live._handle is not None  # one display, updated in place each epoch
+    assert "epochs" in capsys.readouterr().err  # tqdm's bar went to stderr
