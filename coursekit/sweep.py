@@ -178,6 +178,7 @@ class Sweep:
     The state (weights, optimizer moments, step count) persists, so a second
     :meth:`fit` continues training.
 
+    >>> from coursekit import load_dataset, mlp
     >>> sweep = Sweep(lambda: mlp(64, 10), K=12, optimizer="adam", lr=torch.logspace(-4, 0, 12))
     >>> history = sweep.fit(load_dataset("digits"), epochs=5)            # doctest: +SKIP
     >>> history.val_acc[:, -1]                                           # doctest: +SKIP

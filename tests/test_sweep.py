@@ -57,22 +57,21 @@ def assert_same_run(sweep, history, k, net, ref):
         torch.testing.assert_close(p.detach().cpu(), q.detach().cpu(), **TOL)
 
 
-def test_sgd_momentum_nesterov_match_torch_optim(digits):
+@pytest.mark.parametrize("name", ["momentum", "nesterov"])
+def test_sgd_momentum_and_nesterov_match_torch_optim(digits, name):
     fn = lambda: mlp(64, 10, depth=2, width=32)  # noqa: E731
     lr, momentum, wd = [0.01, 0.05, 0.2, 0.05], [0.9, 0.5, 0.0, 0.9], [0.0, 1e-3, 0.0, 1e-2]
     seeds, scale = [0, 1, 2, 3], [1.0, 0.5, 2.0, 1.0]
-    for name, nesterov in (("momentum", False), ("nesterov", True)):
-        sweep = Sweep(fn, 4, optimizer=name, lr=lr, momentum=momentum, weight_decay=wd,
-                      init_scale=scale, seed=seeds, device="cpu")
-        history = sweep.fit(digits, epochs=2, batch_size=32)
-        assert isinstance(history, SweepHistory) and history.step_loss.shape == (4, 2 * 8)
-        for k in range(4):
-            if nesterov and momentum[k] == 0:
-                continue  # torch refuses nesterov without momentum
-            net, ref = reference(fn, digits, lambda p, k=k: torch.optim.SGD(
-                p, lr=lr[k], momentum=momentum[k], weight_decay=wd[k], nesterov=nesterov),
-                seed=seeds[k], init_scale=scale[k])
-            assert_same_run(sweep, history, k, net, ref)
+    sweep = Sweep(fn, 4, optimizer=name, lr=lr, momentum=momentum, weight_decay=wd,
+                  init_scale=scale, seed=seeds, device="cpu")
+    history = sweep.fit(digits, epochs=2, batch_size=32)
+    assert isinstance(history, SweepHistory) and history.step_loss.shape == (4, 2 * 8)
+    for k in range(4):
+        nesterov = name == "nesterov" and momentum[k] > 0  # torch refuses nesterov without momentum
+        net, ref = reference(fn, digits, lambda p, k=k: torch.optim.SGD(
+            p, lr=lr[k], momentum=momentum[k], weight_decay=wd[k], nesterov=nesterov),
+            seed=seeds[k], init_scale=scale[k])
+        assert_same_run(sweep, history, k, net, ref)
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])
