@@ -10,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .lab import DEFAULT_LABS_DIR, LabError
-from .source import SourceError
+from .source import DEFAULT_LABS_DIR, LabError, SourceError, find_lab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}")
             return 0
         if args.command == "grade":
-            from .grader import grade
+            find_lab(args.lab, args.labs_dir)        # fail fast, before torch is even imported
+            missing = [p for p in args.submissions if not Path(p).exists()]
+            if missing:
+                raise ValueError(f"submission path(s) not found: {', '.join(missing)}")
+            from .grader import check_out_dir, grade
+            check_out_dir(args.out)
             from .sandbox import Limits
             if args.timeout <= 0:
                 raise ValueError(f"--timeout must be > 0 seconds; got {args.timeout}")

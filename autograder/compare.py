@@ -61,18 +61,22 @@ def _short(x: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _as_f64(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
 def _numbers(expected: Any, actual: Any, where: str, rtol: float, atol: float) -> Mismatch | None:
-    e = torch.as_tensor(np.asarray(expected)).to(torch.float64)
-    a = torch.as_tensor(np.asarray(actual)).to(torch.float64)
-    bad = ~torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=False)
+    e, a = _as_f64(expected), _as_f64(actual)
+    bad = ~np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=False)
     if not bad.any():
         return None
-    err = (a - e).abs()
-    err = torch.where(torch.isnan(err), torch.full_like(err, float("inf")), err)
-    idx = tuple(int(i) for i in np.unravel_index(int(torch.argmax(err.where(bad, torch.zeros_like(err)))), e.shape)) if e.dim() else ()
+    err = np.abs(a - e)
+    err = np.where(np.isnan(err), np.inf, err)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(bad, err, -1.0))), e.shape)) if e.ndim else ()
     at = f" at index {idx}" if idx else ""
-    n = int(bad.sum())
-    return Mismatch(where, f"wrong values: {n} of {bad.numel()} differ{at}, max abs error "
+    return Mismatch(where, f"wrong values: {int(bad.sum())} of {bad.size} differ{at}, max abs error "
                            f"{float(err[bad].max()):.3g} (allowed {atol:g} + {rtol:g}*|expected|)",
                     f"expected {_short(expected)}, got {_short(actual)}")
 

@@ -21,14 +21,8 @@ from coursekit import checks
 
 from .plain import decode, encode
 from .probe import run_steps
-from .source import SourceError, read_notebook, role_of, segments, student_version, is_demo
-
-DEFAULT_LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
-
-
-class LabError(ValueError):
-    """A lab that is missing or whose source does not run."""
-
+from .source import (DEFAULT_LABS_DIR, LabError, SourceError, available_labs, find_lab, is_demo,  # noqa: F401
+                     read_notebook, role_of, segments, student_version)
 
 @dataclass
 class Lab:
@@ -56,18 +50,6 @@ class Lab:
             for steps in steps_list:
                 out.append(encode(run_steps(self.reference, steps)))
         return out
-
-
-def available_labs(labs_dir: Path = DEFAULT_LABS_DIR) -> list[str]:
-    return sorted(p.stem for p in (Path(labs_dir) / "source").glob("*.ipynb"))
-
-
-def find_lab(name: str, labs_dir: Path = DEFAULT_LABS_DIR) -> Path:
-    """Path of the lab's instructor source, or a ``LabError`` listing the labs there are."""
-    path = Path(labs_dir) / "source" / f"{name}.ipynb"
-    if not path.is_file():
-        raise LabError(f"lab {name!r} not found: no {path}. Available labs: {available_labs(labs_dir) or 'none'}")
-    return path
 
 
 @contextlib.contextmanager

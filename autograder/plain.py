@@ -137,7 +137,9 @@ def _read_array(spec: Any, to_tensor: bool) -> Any:
         raise PlainDataError(f"malformed array data: {e}") from e
     if a.size != math.prod(shape):
         raise PlainDataError(f"array data does not match its shape {shape}")
-    a = a.reshape(shape).astype(DTYPES[dtype].replace("<", "="), copy=True)
+    a = a.reshape(shape).copy()       # owns its memory (frombuffer's is read-only)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
     return torch.from_numpy(a) if to_tensor else a
 
 

@@ -24,16 +24,34 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 DEMO_TAG = "demo"   # cells tagged "demo" are skipped by the grader (plots, long experiments)
 
 
+DEFAULT_LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
+
+
 class SourceError(ValueError):
     """An instructor source that cannot be turned into a student version."""
+
+
+class LabError(ValueError):
+    """A lab that is missing or whose source does not run."""
+
+
+def available_labs(labs_dir: Path = DEFAULT_LABS_DIR) -> list[str]:
+    """Names of the labs that have an instructor source in ``labs_dir/source``."""
+    return sorted(p.stem for p in (Path(labs_dir) / "source").glob("*.ipynb"))
+
+
+def find_lab(name: str, labs_dir: Path = DEFAULT_LABS_DIR) -> Path:
+    """Path of the lab's instructor source, or a ``LabError`` listing the labs there are."""
+    path = Path(labs_dir) / "source" / f"{name}.ipynb"
+    if not path.is_file():
+        raise LabError(f"lab {name!r} not found: no {path}. Available labs: {available_labs(labs_dir) or 'none'}")
+    return path
 
 
 def _blocks(text: str, begin: str, end: str, where: str) -> list[tuple[int, int]]:
@@ -120,6 +138,7 @@ def is_demo(cell) -> bool:
 
 def read_notebook(path: Path):
     """Read a notebook as nbformat 4, naming the file in any error."""
+    import nbformat   # imported here: it takes seconds to import, and the CLI checks arguments first
     try:
         return nbformat.read(str(path), as_version=4)
     except Exception as e:  # noqa: BLE001

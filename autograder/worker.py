@@ -143,7 +143,9 @@ class Worker:
                     item_deadline = time.monotonic() + limits.cell_timeout
         finally:
             os.close(r)
-            if pid is not None:
+            if pid is not None and failure is None:
+                _reap(pid, grace=2.0)              # the child said "done" and exits; so does the guard
+            elif pid is not None:
                 try:
                     os.kill(pid, signal.SIGKILL)   # the guard; the child dies with it (PDEATHSIG)
                 except ProcessLookupError:

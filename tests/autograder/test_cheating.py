@@ -160,6 +160,13 @@ def _submissions(tmp: Path, out: Path, port: int) -> dict[str, object]:
     s["write_outputs"] = add_cell(student(LAB), WRITE_OUTPUTS.format(repo=repo, out=str(out)))
     s["network"] = add_cell(student(LAB), NETWORK.format(port=port))
     s["forge_messages"] = add_cell(student(LAB), FORGE)
+    nb = solved(LAB)
+    for cell in nb.cells:
+        gid = cell.metadata.get("autograder", {}).get("grade_id")
+        if gid == "q3-tests":   # make the helper easy and drop the checks
+            cell.source = "def cubic(w):\n    return 0.0\n"
+    nb.cells = [c for c in nb.cells if c.metadata.get("autograder", {}).get("grade_id") != "q5-buggy"]
+    s["edit_locked"] = nb
     return s
 
 
@@ -210,7 +217,7 @@ PTS = question_points(LAB)
 
 
 def test_every_submission_gets_a_row_and_the_honest_one_full_marks(run):
-    assert len(run["rows"]) == 13
+    assert len(run["rows"]) == 14
     assert score(run, "honest") == FULL
     assert run["report"].exit_code == 0
 
@@ -271,3 +278,10 @@ def test_output_folder_and_gradebook_are_out_of_reach(run):
 
 def test_no_network(run):
     assert run["hits"] == []
+
+
+def test_edited_and_deleted_locked_cells_are_flagged_and_not_used(run):
+    assert score(run, "edit_locked") == FULL      # the grader ran the original locked cells
+    tampered = run["rows"]["edit_locked"]["tampered"]
+    assert "locked cell 'q3-tests' was edited" in tampered and "locked cell 'q5-buggy' was deleted" in tampered
+    assert run["rows"]["honest"]["tampered"] == ""
