@@ -50,6 +50,7 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
     plan: list[tuple[str, str, bool]] = []   # (label, source, demo)
     missing = sorted((ic[0], g) for g, ic in locked.items()
                      if g not in {_gid(c) for c in submission.cells})
+    deleted = [f"locked cell {g!r} was deleted (the grader ran the original)" for _, g in missing]
 
     def put_back(before: int | None) -> None:
         while missing and (before is None or missing[0][0] < before):
@@ -73,11 +74,9 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
                 seen.add(g)
             demo = g in trusted_cells and is_demo(trusted_cells[g][1])
             plan.append((g or "added by the student", cell.source, demo))
-    for _, g in missing:
-        notes.append(f"locked cell {g!r} was deleted (the grader ran the original)")
     put_back(None)
     cells = [(i, label, src) for i, (label, src, demo) in enumerate(plan) if not demo]
-    return cells, notes
+    return cells, notes + deleted
 
 
 def score_tests(probes: list[Probe], answers: list[dict]) -> list[TestResult]:
