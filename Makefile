@@ -44,7 +44,7 @@ book: $(VENV)/.book-installed vendor
 	@echo "The book is at $(abspath _build/html/index.html)"
 
 test: $(VENV)/.test-installed vendor
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --nbval-lax --nbval-current-env tests book labs/source
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --nbval-lax --nbval-current-env tests book labs/source
 
 lab: $(VENV)/.book-installed
 	$(VENV)/bin/jupyter lab labs/

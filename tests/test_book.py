@@ -1,6 +1,6 @@
 """The web book: it builds with no warnings, and its pages work in a real browser with no network.
 
-The build runs first (same xdist group, same worker, file order), then the
+The build runs first (one module: one xdist worker under --dist loadscope, file order), then the
 browser tests open what it produced.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from browser import browser_page, serve
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
-pytestmark = pytest.mark.xdist_group("book")
+
 
 
 def chapters() -> list[str]:

@@ -22,7 +22,7 @@ from browser import browser_page
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "ch01_how_a_network_learns.ipynb"
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyterlab")]
+pytestmark = pytest.mark.browser
 
 
 def _free_port() -> int:
