@@ -252,6 +252,8 @@ class Sweep:
                       for n in ((m.weight.numel(), m.bias.numel()) if m.bias is not None else (m.weight.numel(),))]
         self.w = torch.stack(rows).to(self.device)
         self.grad = torch.zeros_like(self.w)
+        # the views stay valid because every update writes into w in place
+        self._w_views = self._params(self.w)
         self.state: dict[str, dict[str, torch.Tensor]] = {}
 
     @property
@@ -290,7 +292,7 @@ class Sweep:
         With a ``cache`` list, what backprop needs is appended to it, layer by layer.
         """
         h = x.expand(self.K, *x.shape) if x.dim() == 2 else x
-        params = iter(self._params(self.w))
+        params = iter(self._w_views)
         for m in self.layers:
             if isinstance(m, nn.Linear):
                 W, b = next(params)
@@ -315,7 +317,7 @@ class Sweep:
         Every product is batched over K, so model k's gradient depends on model k alone.
         """
         dz = dout
-        params = self._params(self.w)
+        params = self._w_views
         grads: list[torch.Tensor] = []   # filled from the last layer back, then reversed
         i = len(params)
         for layer, saved in zip(reversed(self.layers), reversed(cache)):
