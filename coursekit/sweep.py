@@ -374,7 +374,7 @@ class Sweep:
         return {name: torch.tensor([k for k, n in enumerate(self.optimizers) if n == name], device=self.device)
                 for name in dict.fromkeys(self.optimizers)}
 
-    def _tables(self, rows: torch.Tensor | None, n_steps: int) -> dict[str, torch.Tensor]:
+    def _tables(self, rows: torch.Tensor | None, n_steps: int) -> dict:
         """Per-model hyperparameters as [k, 1] float32 columns, plus Adam's per-step factors.
 
         They are worked out in float64 first, as torch.optim does with Python floats,
