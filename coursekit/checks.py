@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import tempfile
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -212,12 +213,17 @@ def run_check(question: str, namespace: dict, declared: list[Case] | None = None
             continue
         steps = c.steps(c.seed())
         actual, error = None, None
+        here = os.getcwd()
         try:
-            actual = decode(encode(run_steps(ns, steps)))
+            with tempfile.TemporaryDirectory(prefix="coursekit-check-") as scratch:
+                os.chdir(scratch)          # files a probe writes (checkpoints) vanish afterwards
+                actual = decode(encode(run_steps(ns, steps)))
         except NotImplementedError:
             error = "not implemented yet (the function raises NotImplementedError)"
         except Exception as e:  # noqa: BLE001 - any failure of student code is reported
             error = _error_text(e)
+        finally:
+            os.chdir(here)
         m = c.judge(decode(stored[c.key]), actual, error, steps)
         if m is None:
             result.score += c.points
