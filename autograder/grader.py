@@ -129,6 +129,7 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
             run_seed = seed if seed is not None else secrets.randbits(62)
             probes = make_probes(lab, run_seed)
             isolation = pool[0].ready()["isolation"]
+            stats["uids"] = sorted(200_000 + w.ready()["pid"] for w in pool)
             if isolation != "namespaces":
                 print(f"autograder: warning: weak isolation ({isolation}); student code runs with rlimits "
                       "only and can read what this user can read", file=sys.stderr)
@@ -146,6 +147,8 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
                                              limits_here, [p.timeout or limits.probe_timeout for p in probes])
                     except WorkerError as e:
                         pool[w] = WorkerProcess(hide, keep)
+                        with lock:
+                            stats["uids"].append(200_000 + pool[w].ready()["pid"])
                         result = {"internal_error": str(e)}
                     if "internal_error" in result:
                         rec = Record(lab_name, sub.student, sub.sha256, sub.origin, "internal_error",

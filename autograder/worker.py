@@ -72,7 +72,7 @@ def _reap(pid: int, grace: float) -> int:
 class Worker:
     def __init__(self, config: dict):
         self.hide, self.keep = config["hide"], config["keep"]
-        self.uid = 200_000 + os.getpid()     # one uid per worker, so process limits are not shared
+        self.uid = 200_000 + os.getpid()     # one uid per worker (see Report.stats["uids"]): limits are not shared
 
     def attempt(self, payload: bytearray, skip: set, todo: list, limits: Limits,
                 probe_timeouts: list, deadline: float, on_event) -> tuple | None:
