@@ -42,14 +42,17 @@ def strip(path: Path, keep_checked: bool) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
     nb.metadata.pop("execution", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         cell.outputs = text_only(cell.outputs) if keep_checked and is_checked(cell) else []
+        # nbval skips a reference cell with outputs but no execution count ("unrun"), so
+        # checked cells keep a count: the cell's position, which never changes between runs.
+        cell.execution_count = i + 1 if cell.outputs else None
         for o in cell.outputs:
-            o.pop("execution_count", None) if o.output_type != "execute_result" else o.update(execution_count=None)
+            if o.output_type == "execute_result":
+                o.execution_count = cell.execution_count
     nbformat.write(nb, path)
 
 
