@@ -90,9 +90,13 @@ def isolate(hide: list[str], keep: list[str], tmp_mb: int) -> str:
     except OSError as e:
         return f"rlimits-only ({e})"
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    kept = sorted({Path(k).resolve() for k in keep if Path(k).is_dir()}, key=lambda p: len(p.parts))
+    fds = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in kept}   # opened before anything is covered
+    private = [Path(t) for t in ("/tmp", "/var/tmp", "/dev/shm") if Path(t).is_dir()]
+    for t in private:
+        _mount("tmpfs", str(t), "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     hidden = sorted({Path(h).resolve() for h in hide if Path(h).exists()}, key=lambda p: len(p.parts))
-    kept = sorted({Path(k).resolve() for k in keep if Path(k).exists()}, key=lambda p: len(p.parts))
-    fds = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in kept if k.is_dir()}
+    hidden = [h for h in hidden if not any(_under(h, t) for t in private)]    # already empty
     tops = [h for h in hidden if not any(_under(h, o) and h != o for o in hidden)]
     for h in tops:
         if h.is_dir():
@@ -100,17 +104,14 @@ def isolate(hide: list[str], keep: list[str], tmp_mb: int) -> str:
         else:
             _mount("/dev/null", str(h), None, MS_BIND)
     for k, fd in fds.items():
-        if any(_under(k, h) for h in tops):
+        if any(_under(k, h) for h in tops + private):
             k.mkdir(parents=True, exist_ok=True)
             _mount(f"/proc/self/fd/{fd}", str(k), None, MS_BIND | MS_REC)
             _mount(None, str(k), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         os.close(fd)
     for h in hidden:  # a hidden path inside a kept one is hidden again
-        if any(_under(h, k) for k in fds) and h.is_dir():
+        if any(_under(h, k) and h != k for k in fds) and h.is_dir():
             _mount("tmpfs", str(h), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-    for t in ("/tmp", "/var/tmp", "/dev/shm"):
-        if Path(t).is_dir():
-            _mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     return "namespaces"
 
 
