@@ -98,6 +98,10 @@ class Worker:
                     child_mod.run(task, w, skip, todo, limits.output_bytes, limits.answer_bytes)
                 del task
                 os.close(w)
+                # On SIGUSR1 from the worker: kill the child. Waiting for it then also waits until
+                # the kernel has killed every process in its PID namespace, so that none of them
+                # still counts against the uid's process limit when the next attempt starts.
+                signal.signal(signal.SIGUSR1, lambda *_: os.kill(cpid, signal.SIGKILL))
                 _, status = os.waitpid(cpid, 0)
                 code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
             finally:
@@ -147,10 +151,10 @@ class Worker:
                 _reap(pid, grace=2.0)              # the child said "done" and exits; so does the guard
             elif pid is not None:
                 try:
-                    os.kill(pid, signal.SIGKILL)   # the guard; the child dies with it (PDEATHSIG)
+                    os.kill(pid, signal.SIGUSR1)   # the guard kills the child and waits for it
                 except ProcessLookupError:
                     pass
-                os.waitpid(pid, 0)
+                _reap(pid, grace=10.0)             # else SIGKILL: the child dies with it (PDEATHSIG)
         return failure
 
     def grade(self, header: dict, payload: bytearray) -> dict:

@@ -252,7 +252,7 @@ def test_memory_bomb_costs_only_the_question_it_is_in(run):
 
 
 def test_fork_bomb_is_contained_and_leaves_no_processes(run):
-    assert score(run, "fork_bomb") == FULL
+    assert score(run, "fork_bomb") == FULL, (run["logs"]["fork_bomb"], run["tests"]["fork_bomb"])
     uids = set(run["report"].stats["uids"])            # the children of this run (other tests may be running)
     assert uids and all(u >= 200_000 for u in uids)
     ps = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
