@@ -151,7 +151,8 @@ class CheckResult:
         return self.score == self.max_score
 
     def __repr__(self) -> str:
-        return "\n".join([f"{self.question}: {self.score:g}/{self.max_score:g} points", *self.lines])
+        return "\n".join([f"{self.question}: {self.score:g}/{self.max_score:g} points on the visible checks "
+                          "(the autograder also runs hidden tests)", *self.lines])
 
 
 def checks_dir() -> Path:
