@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.timeout <= 0:
                 raise ValueError(f"--timeout must be > 0 seconds; got {args.timeout}")
             limits = Limits(timeout=args.timeout, cell_timeout=args.cell_timeout or min(30.0, args.timeout),
-                            probe_timeout=args.probe_timeout or min(10.0, args.timeout), memory_mb=args.memory_mb)
+                            probe_timeout=args.probe_timeout or min(10.0, args.timeout), memory_mb=args.memory_mb,
+                            cpu_seconds=int(args.timeout) + 60)
             report = grade(args.lab, args.submissions, args.out, workers=args.workers, labs_dir=args.labs_dir,
                            limits=limits, seed=args.seed, progress=not args.no_progress, regrade=args.regrade)
             bad = [r for r in report.records if r.status != "graded"]

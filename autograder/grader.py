@@ -97,7 +97,8 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing:
         raise GradingError(f"submission path(s) not found: {', '.join(missing)}")
-    limits = limits or Limits(timeout=timeout, cell_timeout=min(30.0, timeout), probe_timeout=min(10.0, timeout))
+    limits = limits or Limits(timeout=timeout, cell_timeout=min(30.0, timeout), probe_timeout=min(10.0, timeout),
+                              cpu_seconds=int(timeout) + 60)
 
     subs = collect(list(inputs), lab_name)
     for s in subs:

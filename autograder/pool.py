@@ -68,7 +68,7 @@ class WorkerProcess:
         header = {"limits": limits.to_plain(), "probe_timeouts": probe_timeouts, "payload_bytes": len(payload)}
         self._send(frame(header) + payload)
         try:
-            return self.reader.read(time.monotonic() + limits.timeout + 60)
+            return self.reader.read(time.monotonic() + limits.timeout + 120)   # + teardown of restarts
         except WireError as e:
             self.close()
             raise WorkerError(f"worker {self.proc.pid} failed: {e}") from e
