@@ -35,6 +35,10 @@ $(VENDOR)/.stamp: node_modules/.package-lock.json
 	cp node_modules/@jupyter-widgets/html-manager/dist/*.{woff,woff2,ttf,eot,svg} $(VENDOR)/
 	cp node_modules/mathjax/es5/tex-chtml.js $(VENDOR)/mathjax/tex-chtml.js
 	cp -r node_modules/mathjax/es5/output/chtml/fonts $(VENDOR)/mathjax/output/chtml/
+	# TeX extensions (\boldsymbol, ...) and the menu's accessibility tools load on demand.
+	mkdir -p $(VENDOR)/mathjax/input/tex
+	cp -r node_modules/mathjax/es5/input/tex/extensions $(VENDOR)/mathjax/input/tex/
+	cp -r node_modules/mathjax/es5/ui node_modules/mathjax/es5/a11y node_modules/mathjax/es5/sre $(VENDOR)/mathjax/
 	touch $@
 
 vendor: $(VENDOR)/.stamp
