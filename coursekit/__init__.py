@@ -2,12 +2,14 @@
 
 One module per job: ``device`` (device and seeding), ``data`` (offline data
 sets), ``models`` (MLP builder and init), ``train`` (training loop, history,
-callbacks), ``plots`` (matplotlib helpers) and ``widgets`` (experiments that are
-live in JupyterLab and precomputed in the static book).
+callbacks), ``sweep`` (K models trained in one vectorized pass), ``plots``
+(matplotlib helpers) and ``widgets`` (experiments that are live in JupyterLab
+and precomputed in the static book).
 """
 from .data import Dataset, load_dataset
 from .device import describe_device, get_device, seed_everything
 from .models import count_parameters, init_weights, mlp
+from .sweep import Sweep, SweepHistory, train_sweep
 from .train import (Callback, EarlyStopping, History, LivePlot, ModelCheckpoint, Trainer,
                     atomic_save, fit, make_optimizer)
 
@@ -15,5 +17,6 @@ __all__ = [
     "Dataset", "load_dataset", "describe_device", "get_device", "seed_everything",
     "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
     "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
+    "Sweep", "SweepHistory", "train_sweep",
 ]
 __version__ = "0.1.0"
