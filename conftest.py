@@ -11,3 +11,6 @@ import os
 
 # matplotlib without a display.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Two xdist workers on two cores: one thread per process (and per notebook kernel, which
+# inherits this). Small-tensor loops slow down 10-50x when torch threads contend.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
