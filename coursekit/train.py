@@ -122,6 +122,8 @@ def _mode_for(monitor: str, mode: str) -> str:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
+    As in Keras and Lightning, ``patience=10`` allows ten epochs without improvement
+    and stops at the tenth; ``patience=0`` stops at the first.
     With ``restore_best=True`` the model's weights are put back to the best epoch's.
     """
 
@@ -154,7 +156,7 @@ class EarlyStopping(Callback):
                 self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.stopped_epoch = logs["epoch"]
                 trainer.stop_training = True
 
