@@ -43,8 +43,9 @@ $(VENDOR)/.stamp: node_modules/.package-lock.json
 
 vendor: $(VENDOR)/.stamp
 
+# One torch thread per kernel: the chapters train small models, which two threads slow down.
 book: $(VENV)/.book-installed vendor
-	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is at $(abspath _build/html/index.html)"
 
 test: $(VENV)/.test-installed vendor

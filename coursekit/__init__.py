@@ -3,11 +3,13 @@
 One module per job: ``device`` (device and seeding), ``data`` (offline data
 sets), ``models`` (MLP builder and init), ``train`` (training loop, history,
 callbacks), ``sweep`` (K models trained in one vectorized pass), ``plots``
-(matplotlib helpers) and ``widgets`` (experiments that are live in JupyterLab
-and precomputed in the static book).
+(matplotlib helpers), ``widgets`` (experiments that are live in JupyterLab
+and precomputed in the static book), ``diagnose`` (reads a learning curve) and
+``checks`` (the labs' self-checks).
 """
 from .data import Dataset, load_dataset
 from .device import describe_device, get_device, seed_everything
+from .diagnose import Diagnosis, diagnose
 from .models import count_parameters, init_weights, mlp
 from .sweep import Sweep, SweepHistory, train_sweep
 from .train import (Callback, EarlyStopping, History, LivePlot, ModelCheckpoint, Trainer,
@@ -17,6 +19,6 @@ __all__ = [
     "Dataset", "load_dataset", "describe_device", "get_device", "seed_everything",
     "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
     "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
-    "Sweep", "SweepHistory", "train_sweep",
+    "Sweep", "SweepHistory", "train_sweep", "Diagnosis", "diagnose",
 ]
 __version__ = "0.1.0"
