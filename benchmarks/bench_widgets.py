@@ -36,9 +36,23 @@ def chapters_from_toc() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
-def run_notebook(path: Path) -> dict:
-    """Execute a notebook's code cells in a fresh namespace (IPython magics are not used in chapters)."""
+CREATED: list[Experiment] = []
+_init = Experiment.__init__
+
+
+def _recording_init(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    CREATED.append(self)
+
+
+# Chapters often show an experiment as a cell's last expression without naming it: record them all.
+Experiment.__init__ = _recording_init
+
+
+def run_notebook(path: Path) -> list[Experiment]:
+    """Execute a notebook's code cells in a fresh namespace; return the experiments it built."""
     ns: dict = {"__name__": "__main__"}
+    CREATED.clear()
     cwd = os.getcwd()
     os.chdir(path.parent)
     try:
@@ -47,7 +61,7 @@ def run_notebook(path: Path) -> dict:
                 exec(compile(cell.source, f"{path.name}", "exec"), ns)
     finally:
         os.chdir(cwd)
-    return ns
+    return list(CREATED)
 
 
 def measure(exp: Experiment, seed: int = 0) -> tuple[list[float], list[float]]:
@@ -75,8 +89,7 @@ def main(argv: list[str]) -> None:
     all_cold, all_warm = [], []
     for path in paths:
         t0 = time.perf_counter()
-        ns = run_notebook(path)
-        exps = {k: v for k, v in ns.items() if isinstance(v, Experiment)}
+        exps = {getattr(e.fn, "__name__", f"experiment {i}"): e for i, e in enumerate(run_notebook(path))}
         print(f"{path.name}: ran in {time.perf_counter() - t0:.1f} s, {len(exps)} experiment(s)")
         for name, exp in exps.items():
             cold, warm = measure(exp)
