@@ -317,6 +317,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.history, self.epoch, self.callbacks = History(), 0, []
         self.progress, self.stop_training = progress, False
+        self._pending_cb_state: list[dict] = []  # callback states from a checkpoint, until fit() gets callbacks
 
     # -- one epoch -----------------------------------------------------------------
     def _train_epoch(self) -> tuple[float, float]:
@@ -368,7 +369,7 @@ class Trainer:
                 raise TypeError(f"callbacks must be coursekit Callback objects; got {type(cb).__name__}")
         if callbacks:
             self.callbacks = callbacks
-            for cb, state in zip(self.callbacks, getattr(self, "_pending_cb_state", [])):
+            for cb, state in zip(self.callbacks, self._pending_cb_state):
                 cb.load_state_dict(state)
             self._pending_cb_state = []
         self.stop_training = False
