@@ -2,7 +2,7 @@
 
 Student code runs only in a sandboxed child process (:mod:`autograder.worker`,
 :mod:`autograder.sandbox`, :mod:`autograder.child`) that answers probes with
-plain data (:mod:`autograder.plain`). The trusted judge (:mod:`autograder.judge`)
+plain data (:mod:`coursekit.checks.plain`). The trusted judge (:mod:`autograder.judge`)
 computes reference answers itself on fresh random inputs, compares, and stores
 everything in a SQLite gradebook (:mod:`autograder.gradebook`) before exporting
 CSV, Gradescope JSON and feedback (:mod:`autograder.export`).

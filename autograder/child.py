@@ -21,8 +21,8 @@ import sys
 import time
 import traceback
 
-from .plain import PlainDataError, encode
-from .probe import Step, run_steps
+from coursekit.checks.plain import PlainDataError, encode
+from coursekit.checks.probe import Step, run_steps
 from .wire import frame, write_all
 
 _MAGIC = re.compile(r"^(\s*)[%!].*$", re.M)

@@ -20,7 +20,7 @@ from .export import write_all
 from .gradebook import Gradebook, Record
 from .judge import Probe, make_record, plan_cells
 from .lab import DEFAULT_LABS_DIR, Lab, find_lab, load_lab
-from .plain import decode
+from coursekit.checks.plain import decode
 from .pool import WorkerError, WorkerProcess
 from .sandbox import Limits
 from .submissions import BAD_INPUT, Submission, collect, mark_duplicates, validate

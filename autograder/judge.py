@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .gradebook import Record, TestResult
-from .plain import PlainDataError, decode
+from coursekit.checks.plain import PlainDataError, decode
 
 SEVERE = ("timeout", "memory_limit", "crash")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from coursekit import checks
 
-from .plain import encode
-from .probe import run_steps
+from coursekit.checks.plain import encode
+from coursekit.checks.probe import run_steps
 from .source import (DEFAULT_LABS_DIR, LabError, SourceError, available_labs, find_lab, is_demo,  # noqa: F401
                      read_notebook, role_of, segments, student_version)
 

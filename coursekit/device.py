@@ -16,6 +16,9 @@ import random
 import numpy as np
 import torch
 
+#: Forces the experiments' mode: ``live`` (Python redraws) or ``static`` (precomputed frames).
+MODE_ENV = "COURSEKIT_WIDGETS"
+
 #: Environment variable that overrides the automatic choice, e.g. ``COURSEKIT_DEVICE=cpu``.
 DEVICE_ENV = "COURSEKIT_DEVICE"
 _ALLOWED = ("cpu", "cuda", "mps")
@@ -91,3 +94,14 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+def live_mode() -> bool:
+    """True when a live kernel sits behind a Jupyter server (JupyterLab, Notebook)."""
+    forced = os.environ.get(MODE_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("live", "static"):
+            raise ValueError(f"{MODE_ENV} must be 'live' or 'static'; got {forced!r}")
+        return forced == "live"
+    # jupyter_server sets this for every kernel it starts; nbclient (book build, nbval) does not.
+    return "JPY_SESSION_NAME" in os.environ

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Dataset
+from .device import live_mode
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD,
               "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -407,8 +408,6 @@ class Trainer:
     def _progress_bar(self, epochs: int):
         show = self.progress
         if show == "auto":
-            from .widgets import live_mode
-
             steps = (epochs - self.epoch) * math.ceil(len(self.data.X_train) / self.batch_size)
             show = live_mode() and steps >= 2000
         if not show:

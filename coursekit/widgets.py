@@ -34,21 +34,10 @@ from typing import Any, Callable, Sequence
 import ipywidgets as W
 from matplotlib.figure import Figure
 
+from .device import MODE_ENV, live_mode  # noqa: F401 (re-exported: widgets' mode)
 from .plots import to_png
 
-MODE_ENV = "COURSEKIT_WIDGETS"
 MAX_FRAMES = 400
-
-
-def live_mode() -> bool:
-    """True when a live kernel sits behind a Jupyter server (JupyterLab, Notebook)."""
-    forced = os.environ.get(MODE_ENV, "").strip().lower()
-    if forced:
-        if forced not in ("live", "static"):
-            raise ValueError(f"{MODE_ENV} must be 'live' or 'static'; got {forced!r}")
-        return forced == "live"
-    # jupyter_server sets this for every kernel it starts; nbclient (book build, nbval) does not.
-    return "JPY_SESSION_NAME" in os.environ
 
 
 class Control:

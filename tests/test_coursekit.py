@@ -15,7 +15,8 @@ import coursekit
 from coursekit import (EarlyStopping, History, ModelCheckpoint, Trainer, atomic_save, get_device,
                        load_dataset, make_optimizer, mlp, seed_everything)
 from coursekit.plots import new_figure, plot_curves, plot_history
-from coursekit.widgets import Dropdown, Experiment, Slider, Toggle, live_mode
+from coursekit.device import live_mode
+from coursekit.widgets import Dropdown, Experiment, Slider, Toggle
 
 DEVICE = get_device()
 

@@ -7,9 +7,9 @@ import nbformat
 import pytest
 import torch
 
-from autograder.compare import compare
+from coursekit.checks.compare import compare
 from autograder.lab import DEFAULT_LABS_DIR, student_notebook_text, visible_expectations
-from autograder.plain import PlainDataError, decode, encode
+from coursekit.checks.plain import PlainDataError, decode, encode
 from autograder.source import SourceError, segments, strip_markers, student_version
 from coursekit.checks import run_check
 

@@ -3,10 +3,10 @@
 The comparison is strict about types (a 0-d tensor is not a float, a list is not
 a tuple), dtypes and shapes, and uses ``allclose``-style tolerances for numbers.
 It never calls a method of a student object: both sides were decoded by
-:mod:`autograder.plain` into fresh tensors, arrays and builtins.
+:mod:`coursekit.checks.plain` into fresh tensors, arrays and builtins.
 
 >>> import torch
->>> from autograder.compare import compare
+>>> from coursekit.checks.compare import compare
 >>> compare(torch.ones(2), torch.ones(2)) is None
 True
 >>> compare(torch.ones(2), torch.ones(3)).reason

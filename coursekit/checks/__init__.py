@@ -31,10 +31,10 @@ from typing import Any, Callable
 
 import torch
 
-from autograder.compare import Mismatch, compare as compare_values
-from autograder.plain import decode, encode
-from autograder.plain import Seed
-from autograder.probe import Step, call, get, named, ref, run_steps
+from .compare import Mismatch, compare as compare_values
+from .plain import decode, encode
+from .plain import Seed
+from .probe import Step, call, get, named, ref, run_steps
 
 __all__ = ["use_lab", "case", "check", "run_check", "call", "get", "ref", "named", "Seed", "Case", "CheckResult"]
 

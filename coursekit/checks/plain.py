@@ -4,7 +4,7 @@ Values are turned into JSON-ready structures. Tensors and arrays travel as raw
 little-endian bytes (base64) with a whitelisted dtype and a shape, so nothing is
 ever unpickled and no student object reaches the judge.
 
->>> from autograder.plain import encode, decode
+>>> from coursekit.checks.plain import encode, decode
 >>> import torch
 >>> decode(encode((torch.ones(2), 3, "a")))
 (tensor([1., 1.]), 3, 'a')

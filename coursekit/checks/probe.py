@@ -6,7 +6,7 @@ notebook (``"adam_step"``) or a method or attribute of an earlier step's result
 refer to earlier results with :func:`ref`. The same code runs the reference
 solution in the judge and the student's code in the sandboxed child.
 
->>> from autograder.probe import call, run_steps
+>>> from coursekit.checks.probe import call, run_steps
 >>> run_steps({"double": lambda x: 2 * x}, [call("double", 21)])
 [42]
 """
