@@ -28,7 +28,7 @@ $(VENV)/.lab-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PY) -m pip install -q -e ".[lab]"
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.book-installed
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.book-installed $(VENV)/.lab-installed
 	$(PY) -m pip install -q -e ".[book,test]"
 	touch $@
 
@@ -61,7 +61,7 @@ test: $(VENV)/.test-installed vendor
 
 # The course root, so both book/ (live experiments) and labs/ are there; it opens on labs/.
 lab: $(VENV)/.lab-installed
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs $(LAB_ARGS)
 
 # Runs coursekit's tests and chapter 1 on CUDA and reports the device used.
 gpu-check: $(VENV)/.test-installed
