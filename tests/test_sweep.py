@@ -203,9 +203,9 @@ def test_unsupported_models_and_data_are_named(digits):
     with pytest.raises(TypeError, match="model_fn must be a function"):
         Sweep(mlp(2, 2), 2)
     with pytest.raises(TypeError, match="got BatchNorm1d"):
-        Sweep(lambda: mlp(2, 2, batch_norm=True), 2)
+        Sweep(lambda: mlp(2, 2, batch_norm=True), 2, path="fast")
     with pytest.raises(TypeError, match="got Dropout"):
-        Sweep(lambda: mlp(2, 2, dropout=0.5), 2)
+        Sweep(lambda: mlp(2, 2, dropout=0.5), 2, path="fast")
     sweep = Sweep(lambda: mlp(2, 2, width=4), 2, device="cpu")
     with pytest.raises(ValueError, match="takes 2 input features but data 'digits' has 64"):
         sweep.fit(digits, 1)
