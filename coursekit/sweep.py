@@ -294,7 +294,8 @@ class _Functional:
         ``x`` is [B, ...] (the same batch for all) or [K, B, ...]; batch norm's running
         statistics are updated in place, per model.
         """
-        key = (x.dim() - len(self._example), y.dim() - self._y_dims, classification)
+        # a leading K dimension, beyond the batch's, means one batch per model
+        key = (x.dim() > len(self._example) + 1, y.dim() > self._y_dims + 1, classification)
         fn = self._grad_fns.get(key)
         if fn is None:
             in_dims = (0, 0, 0 if key[0] else None, 0 if key[1] else None, 0)
@@ -527,6 +528,7 @@ class Sweep:
             sched = make(opt)
             if not hasattr(sched, "step"):
                 raise TypeError(f"scheduler must return a torch.optim.lr_scheduler object; got {type(sched).__name__}")
+            opt.step()  # no gradient, so nothing moves; the scheduler then sees step() called as it expects
             plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
             if plateau and self.scheduler_interval == "step":
                 raise ValueError("ReduceLROnPlateau watches the validation loss, so it needs "
@@ -551,7 +553,6 @@ class Sweep:
             cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
             opt = cls(p, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
                       weight_decay=hp["weight_decay"])
-        opt.step()  # no gradient, so nothing moves; torch then knows step() came before scheduler.step()
         return opt
 
     def _read_schedulers(self) -> None:
