@@ -254,14 +254,14 @@ def _conv1d_ops(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (total // 2, total - total // 2))
     elif conv.padding != "valid" and conv.padding[0]:
         x = F.pad(x, (conv.padding[0], conv.padding[0]))
-    patches = x.unfold(-1, dilation * (k - 1) + 1, stride)           # [B, C_in, L_out, span]
-    if dilation > 1:
-        patches = patches[..., ::dilation]
-    B, c_in, length, _ = patches.shape
-    patches = patches.permute(0, 2, 1, 3).reshape(B, length, c_in * k)  # one row per output position
-    out = patches @ conv.weight.reshape(conv.out_channels, c_in * k).T   # [B, L_out, C_out]
-    if conv.bias is not None:
-        out = out + conv.bias
+    x = x.transpose(1, 2)                                            # [B, L, C_in]
+    length = (x.shape[1] - dilation * (k - 1) - 1) // stride + 1
+    # row l of tap j holds x[:, l*stride + j*dilation]; side by side: [B, L_out, k * C_in]
+    patches = torch.cat([x[:, j * dilation: j * dilation + stride * (length - 1) + 1: stride]
+                         for j in range(k)], dim=-1)
+    W = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # [C_out, (j, c)], as the patches
+    out = patches @ W.T if conv.bias is None else torch.addmm(conv.bias, patches.flatten(0, 1), W.T).view(
+        patches.shape[0], length, -1)
     return out.transpose(1, 2)
 
 
