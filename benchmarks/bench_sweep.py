@@ -37,7 +37,7 @@ from mnist1d_recipe import MODELS  # noqa: E402  (the recipe's models)
 K = 16
 
 
-def fast_mlp() -> nn.Module:
+def fast_mlp() -> torch.nn.Module:
     return mlp(64, 10, depth=2, width=64, activation="relu")
 
 
