@@ -240,8 +240,10 @@ def _batch_norm_ops(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tor
                 bn.running_var.mul_(1 - m).add_(var.detach() * (m * n / max(n - 1, 1)))
     else:
         centered, var = x - bn.running_mean.view(shape), bn.running_var
-    y = centered * torch.rsqrt(var.view(shape) + bn.eps)
-    return y * bn.weight.view(shape) + bn.bias.view(shape) if bn.affine else y
+    scale = torch.rsqrt(var + bn.eps)               # per channel, so cheap
+    if not bn.affine:
+        return centered * scale.view(shape)
+    return torch.addcmul(bn.bias.view(shape), centered, (scale * bn.weight).view(shape))
 
 
 def _conv1d_ops(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
