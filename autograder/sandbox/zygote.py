@@ -86,20 +86,20 @@ def guard(req: dict, fds: list[int], seccomp_filter, jailed: bool) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         jail.die_with_parent()
         memfd, events, status, *procs = fds
-        for fd in procs:                  # "0" is this process; its children follow it
-            os.write(fd, b"0")
-            os.close(fd)
         if jailed:
             jail.enter_namespaces()
         cpid = os.fork()
         if cpid == 0:
             try:
                 os.close(status)
+                for fd in procs:          # "0" is this process; its children follow it. The guard stays
+                    os.write(fd, b"0")    # outside, so that killing the group never orphans the child.
+                    os.close(fd)
                 child_main(req, memfd, events, seccomp_filter, jailed)
             finally:
                 os._exit(70)
-        os.close(memfd)
-        os.close(events)
+        for fd in (memfd, events, *procs):
+            os.close(fd)
         # On SIGUSR1 from the worker: kill the child. Waiting for it then also waits until the kernel
         # has killed every process in its PID namespace.
         signal.signal(signal.SIGUSR1, lambda *_: os.kill(cpid, signal.SIGKILL))
@@ -113,6 +113,7 @@ def guard(req: dict, fds: list[int], seccomp_filter, jailed: bool) -> None:
 def serve(sock: socket.socket, config: dict) -> None:
     """Preload, jail this process, then fork a guard per request until the socket closes."""
     jail.die_with_parent()
+    jail.become_subreaper()       # an orphan of an attempt is reaped here, never left as a zombie
     os.environ["COURSEKIT_CHECKS_MODE"] = "grading"
     problems = []
     for name in config.get("preload", []):
