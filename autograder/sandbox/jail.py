@@ -48,8 +48,9 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 
-#: Shared libraries a lazily imported extension module may still load.
-SYSTEM_LIBS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")
+_ARCH = getattr(sys.implementation, "_multiarch", "") or f"{platform.machine()}-linux-gnu"
+#: Shared libraries a lazily imported extension module may still load (the C library's own folders only).
+SYSTEM_LIBS = (f"/lib/{_ARCH}", f"/usr/lib/{_ARCH}", "/lib64", "/usr/lib64", "/etc/ld.so.cache")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 
