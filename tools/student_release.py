@@ -19,7 +19,8 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py")
+INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py",
+                   "benchmarks/bench_vs_nbgrader.py")
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
