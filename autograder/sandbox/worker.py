@@ -90,6 +90,12 @@ class Worker:
         req = {"uid": uid, "limits": limits.to_plain(), "skip": sorted(skip), "todo": todo}
         try:
             gpid = self._ask_fork(req, [memfd, ew, sw, *procs])
+        except BaseException:
+            for fd in (er, sr):
+                os.close(fd)
+            if group is not None:
+                group.remove()
+            raise
         finally:
             for fd in (ew, sw, *procs):
                 os.close(fd)
