@@ -19,8 +19,7 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py",
-                   "benchmarks/bench_vs_nbgrader.py")
+INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py")
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
