@@ -55,7 +55,7 @@ def md_escape(text: str) -> str:
     """``text`` on one Markdown line, with no markup or HTML."""
     text = " ".join(str(text).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
+    return re.sub(r"([\\`*_\[\]#|~])", r"\\\1", text)
 
 
 def _atomic_write(path: Path, text: str) -> None:

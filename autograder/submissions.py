@@ -331,6 +331,9 @@ def trimmed(raw: dict) -> dict:
             cells.append(c)         # left for the format check to reject
             continue
         cell = {k: c[k] for k in ("cell_type", "id", "source") if k in c}
+        src = cell.get("source")
+        if isinstance(src, list) and all(isinstance(line, str) for line in src):
+            cell["source"] = "".join(src)      # as nbformat.reads does
         cell["metadata"] = meta(c.get("metadata"), ("autograder", "tags"))
         if c.get("cell_type") == "code":
             cell.update(outputs=[], execution_count=None)
@@ -408,6 +411,8 @@ def _serve() -> None:
             result = check_notebook(data, head["lab"])
         except MemoryError:
             result = {"status": Status.TOO_LARGE.value, "message": "checking the notebook ran out of memory"}
+        except Exception as e:  # noqa: BLE001 - a structure no rule foresaw
+            result = {"status": Status.WRONG_FORMAT.value, "message": f"not a valid notebook ({type(e).__name__})"}
         out.write(json.dumps(result) + "\n")
         out.flush()
 
