@@ -138,7 +138,7 @@ def test_one_hostile_submission_never_stops_the_class(run):
     huge = json.loads((run["out"] / "results" / "huge_shape.json").read_text())
     assert huge["tests"][0]["status"] == "failed"
     db = sqlite3.connect(run["out"] / "gradebook.sqlite")
-    assert db.execute("SELECT COUNT(*) FROM submissions WHERE current=1").fetchone()[0] == len(rows) == 14
+    assert db.execute("SELECT COUNT(*) FROM submissions WHERE current=1").fetchone()[0] == len(rows) == 13
     statuses = {s for (s,) in db.execute("SELECT status FROM submissions UNION SELECT status FROM tests")}
     assert statuses <= {s.value for s in Status}
 
@@ -174,12 +174,12 @@ def exported(out: Path) -> dict[str, bytes]:
 def test_export_rebuilds_the_same_files_from_the_gradebook_alone(run, tmp_path):
     out = copy_out(run, tmp_path)
     before = exported(out)
-    assert len(before) == 3 + 2 * 14
+    assert len(before) == 3 + 2 * 13
     for f in before:
         (out / f).unlink()
     r = cli("export", "--lab", LAB, "--out", out)
     assert r.returncode == 0, r.stderr
-    assert "exported 14 student(s)" in r.stdout
+    assert "exported 13 student(s)" in r.stdout
     assert exported(out) == before
     r = cli("export", "--lab", "01_backprop", "--out", out)
     assert r.returncode == 2 and "has no lab '01_backprop'" in r.stderr
