@@ -261,3 +261,19 @@ def test_two_notebooks_of_one_student_stop_the_run_naming_both_unless_newest(tmp
     row = rows_of(tmp_path / "out")["nina"]
     assert float(row["score"]) == question_points(LAB)["q1"] and "mine.ipynb" in row["origin"]
     assert "also found, not graded: 03_optimizers.ipynb" in row["message"]
+
+
+def test_written_answers_can_be_marked_at_a_prompt(run, tmp_path):
+    from autograder.gradebook import Gradebook
+    from autograder.written import prompt_marks
+    out = copy_out(run, tmp_path)
+    book = Gradebook(out / "gradebook.sqlite")
+    students = [r.student for r in book.current(LAB)]
+    typed = iter(["5", "2", "clear and complete", *[""] * len(students)])   # 5 is over the maximum: asked again
+    shown: list[str] = []
+    try:
+        assert prompt_marks(book, LAB, "w1", ask=lambda _: next(typed), show=shown.append) == 1
+        assert book.marks(LAB) == {students[0]: {"w1": (2.0, "clear and complete")}}
+    finally:
+        book.close()
+    assert any("between 0 and 2" in s for s in shown) and any(ANSWER in s for s in shown)
