@@ -11,6 +11,7 @@ step, and the run goes on. Exports are written from the gradebook at the end.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import secrets
 import site
@@ -196,7 +197,7 @@ def find_submissions(lab_name: str, inputs: list, roster: Roster | None, student
         raise GradingError(str(e)) from e
     if student is not None and not chosen:
         sub = Submission(student, ", ".join(map(str, inputs)))
-        files = sorted(p.name for i in map(Path, inputs) if i.is_dir() for p in i.rglob("*") if p.is_file())
+        files = sorted(f for i in map(Path, inputs) if i.is_dir() for _, _, names in os.walk(i) for f in names)
         chosen = [sub.reject(Status.NO_NOTEBOOK, "no notebook (.ipynb) was found in the submission"
                              + (f"; it holds: {', '.join(files[:20])}" if files else " (it is empty)"))]
     return chosen

@@ -141,7 +141,7 @@ def _walk(folder: Path, skip_archives: list[str]):
             if entry.name.endswith(".ipynb") or entry.is_dir():
                 yield p, True
         elif entry.is_dir(follow_symlinks=False):
-            if entry.name not in (".ipynb_checkpoints", "__MACOSX"):
+            if not entry.name.startswith(".") and entry.name != "__MACOSX":     # .ipynb_checkpoints, .git
                 yield from _walk(p, skip_archives)
         elif entry.is_file(follow_symlinks=False):
             if entry.name.endswith(".ipynb"):
@@ -183,7 +183,7 @@ def collect(inputs: list[str | Path], lab: str, roster: Roster | None = None,
                         skipped.append(str(p))
                 elif entry.is_symlink():
                     add(p, entry.name if entry.is_dir() else lms_student_id(entry.name), True)
-                elif entry.is_dir() and entry.name not in (".ipynb_checkpoints", "__MACOSX"):
+                elif entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX":
                     for q, link in _walk(p, skipped):
                         add(q, entry.name, link)          # the folder names the student
                 elif entry.is_file() and entry.name.endswith(".ipynb"):
