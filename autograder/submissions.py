@@ -426,9 +426,10 @@ class Validator:
     """
 
     def __init__(self, timeout: float = VALIDATE_TIMEOUT, memory: int = VALIDATE_MEMORY):
-        self.timeout, self.memory, self.proc = timeout, memory, None
+        self.timeout, self.memory, self.proc, self.ready = timeout, memory, None, False
 
-    def _start(self) -> None:
+    def start(self) -> "Validator":
+        """Start the process without waiting for it (it imports nbformat meanwhile)."""
         root = str(Path(__file__).resolve().parents[1])
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": root}
 
@@ -439,8 +440,14 @@ class Validator:
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.submissions", "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd="/", preexec_fn=limit)
-        if self._line(60.0) is None:
-            raise RuntimeError("the notebook validator did not start")
+        self.ready = False
+        return self
+
+    def _wait_ready(self) -> None:
+        if not self.ready:
+            if self._line(120.0) is None:
+                raise RuntimeError("the notebook validator did not start")
+            self.ready = True
 
     def _line(self, timeout: float) -> dict | None:
         fd, buf, end = self.proc.stdout.fileno(), b"", time.monotonic() + timeout
@@ -457,7 +464,8 @@ class Validator:
     def check(self, data: bytes, lab: str) -> dict:
         """``{"status", "message"[, "notebook"]}`` for one notebook's bytes."""
         if self.proc is None or self.proc.poll() is not None:
-            self._start()
+            self.start()
+        self._wait_ready()
         t0 = time.monotonic()
         try:
             self.proc.stdin.write(json.dumps({"lab": lab, "n": len(data)}).encode() + b"\n")
@@ -478,7 +486,7 @@ class Validator:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self.proc = None
+            self.proc, self.ready = None, False
 
     def __enter__(self) -> "Validator":
         return self
