@@ -271,7 +271,7 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
     finally:
         validator.close()
         if pool is not None:
-            pool.close()
+            pool.close(unused=True)     # after an error: kill, do not wait for workers still importing
         if book is not None:
             book.close()
     for p in problems:
