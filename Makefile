@@ -15,12 +15,20 @@ VENDOR := book/_static/vendor
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.book-installed: pyproject.toml | $(PY)
+$(VENV)/.torch-installed: | $(PY)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.book-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PY) -m pip install -q -e ".[book]"
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.book-installed
+# The light install for working through the labs: JupyterLab and widgets, no jupyter-book.
+$(VENV)/.lab-installed: pyproject.toml $(VENV)/.torch-installed
+	$(PY) -m pip install -q -e ".[lab]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.book-installed $(VENV)/.lab-installed
 	$(PY) -m pip install -q -e ".[book,test]"
 	touch $@
 
@@ -51,8 +59,9 @@ book: $(VENV)/.book-installed vendor
 test: $(VENV)/.test-installed vendor
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --nbval-lax --nbval-current-env tests book $(wildcard labs/source)
 
-lab: $(VENV)/.book-installed
-	$(VENV)/bin/jupyter lab labs/
+# The course root, so both book/ (live experiments) and labs/ are there; it opens on labs/.
+lab: $(VENV)/.lab-installed
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs $(LAB_ARGS)
 
 # Runs coursekit's tests and chapter 1 on CUDA and reports the device used.
 gpu-check: $(VENV)/.test-installed

@@ -4,7 +4,8 @@ An instructor source is an ordinary notebook (``labs/source/<lab>.ipynb``) with
 nbgrader-style markers:
 
 - ``### BEGIN SOLUTION`` / ``### END SOLUTION`` around the reference code; the
-  student version gets ``raise NotImplementedError()`` in its place;
+  student version gets ``raise NotImplementedError()`` in its place inside a
+  function, and only ``# YOUR CODE HERE`` at the top level of a cell;
 - ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` around cases declared
   with ``hidden=True``; the student version drops them.
 
@@ -29,6 +30,9 @@ BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 DEMO_TAG = "demo"   # cells tagged "demo" are skipped by the grader (plots, long experiments)
 
+
+# First line of every test cell in the student's copy (see coursekit.checks.require_setup).
+SETUP_GUARD = 'from coursekit.checks import require_setup; require_setup("{lab}")\n'
 
 DEFAULT_LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
 
@@ -81,7 +85,12 @@ def strip_markers(text: str, where: str, markdown: bool = False) -> str:
     for a, b in _blocks(text, BEGIN_SOLUTION, END_SOLUTION, where):
         indent = lines[a][: len(lines[a]) - len(lines[a].lstrip())]
         drop.update(range(a, b + 1))
-        replace[a] = "YOUR ANSWER HERE\n" if markdown else f"{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError()\n"
+        if markdown:
+            replace[a] = "YOUR ANSWER HERE\n"
+        elif indent:     # a function body: calling it says it is not written yet
+            replace[a] = f"{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError()\n"
+        else:            # top level (an answer such as BUGGY_GRAD = ...): raising would stop "Run All" here
+            replace[a] = "# YOUR CODE HERE\n"
     for a, b in _blocks(text, BEGIN_HIDDEN, END_HIDDEN, where):
         drop.update(range(a, b + 1))
     return "".join(replace.get(i, "") if i in drop else line for i, line in enumerate(lines))
@@ -157,6 +166,8 @@ def student_version(source, lab: str, path: str = "source"):
         seen.add(gid)
         role = role_of(cell)
         cell.source = strip_markers(cell.source, where, markdown=cell.cell_type != "code")
+        if role == "tests":   # run too early, a self-check cell says to run the lab's first cell
+            cell.source = SETUP_GUARD.format(lab=lab) + cell.source
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.metadata["autograder"] = {"grade_id": gid, "role": role, "locked": role != "solution"}

@@ -3,8 +3,9 @@
     python tools/student_release.py OUT_DIR [--rev HEAD]      (or: make student-release)
 
 Left out: ``labs/source/`` (solutions and hidden tests), the grader (``autograder/``),
-its tests and its benchmark. The student notebooks ``labs/<lab>.ipynb`` and their
-self-check data ``labs/checks/`` stay. The copy is taken from a git revision, so
+its tests and its benchmark, and this tool with its test. The student notebooks
+``labs/<lab>.ipynb`` and their self-check data ``labs/checks/`` stay. The copy's
+``README.md`` is ``tools/student_README.md``, written for students. The copy is taken from a git revision, so
 uncommitted work never leaks into it, and it is checked for solution or hidden-test
 markers before the command reports success.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,11 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py")
+INSTRUCTOR_ONLY = ("labs/source/", "autograder/", "tests/autograder/", "benchmarks/bench_grading.py",
+                   "tools/student_release.py", "tests/test_student_release.py", "tools/student_README.md")
+STUDENT_README = "tools/student_README.md"
+# Any other Python file that uses the grader (a benchmark, a tool) is instructor-only too.
+USES_GRADER = re.compile(rb"^\s*(from|import)\s+autograder\b", re.MULTILINE)
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
@@ -35,9 +41,11 @@ def release(out: Path, rev: str = "HEAD") -> list[str]:
     written = []
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         members = [m for m in archive.getmembers()
-                   if not any(m.name == p.rstrip("/") or m.name.startswith(p) for p in INSTRUCTOR_ONLY)]
+                   if not any(m.name == p.rstrip("/") or m.name.startswith(p) for p in INSTRUCTOR_ONLY)
+                   and not (m.isfile() and m.name.endswith(".py") and USES_GRADER.search(archive.extractfile(m).read()))]
         archive.extractall(out, members=members, filter="data")
         written = [m.name for m in members if m.isfile()]
+        (out / "README.md").write_bytes(archive.extractfile(STUDENT_README).read())
     # The labs are where a solution could slip through (docs elsewhere name the markers).
     leaks = [name for name in written if name.startswith("labs/")
              and any(marker in (out / name).read_text(errors="replace") for marker in MARKERS)]

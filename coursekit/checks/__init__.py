@@ -19,6 +19,7 @@ random inputs instead.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -34,10 +35,10 @@ import torch
 from .compare import Mismatch, compare as compare_values
 from .plain import decode, encode
 from .plain import Seed
-from .probe import Step, call, get, named, ref, run_steps
+from .probe import NotDefined, Step, call, get, named, ref, run_steps
 
-__all__ = ["use_lab", "case", "check", "run_check", "call", "get", "ref", "named", "Seed", "Case", "CheckResult",
-           "written", "Written"]
+__all__ = ["use_lab", "require_setup", "case", "check", "run_check", "needs", "call", "get", "ref", "named", "Seed",
+           "Case", "CheckResult", "written", "Written"]
 
 #: "student" (run self-checks), "collect" (the autograder reads the cases) or "grading" (sandboxed child).
 MODE = os.environ.get("COURSEKIT_CHECKS_MODE", "student")
@@ -104,6 +105,9 @@ class Case:
         return None
 
 
+SETUP_FIRST = "run the first cell of the lab (it calls use_lab), then this cell again"
+
+
 def use_lab(name: str) -> None:
     """Start a lab: forget cases from earlier labs. Call it once at the top of a lab."""
     global _lab
@@ -112,6 +116,63 @@ def use_lab(name: str) -> None:
     _lab = name
     _cases.clear()
     _written.clear()
+
+
+def require_setup(lab: str) -> None:
+    """Stop a self-check cell, with a hint, when the lab's first cell has not run yet.
+
+    ``python -m autograder assign`` puts this call at the top of every test cell of
+    the student's copy, so that running one too early says what to do instead of
+    failing with ``NameError: name 'case' is not defined``.
+    """
+    if _lab != lab:
+        raise RuntimeError(f"this is a self-check of lab {lab}: {SETUP_FIRST}") from None
+
+
+class needs(contextlib.AbstractContextManager):
+    """Run a demo only once the functions it uses are written.
+
+    >>> def adam_step(*args):
+    ...     raise NotImplementedError()
+    >>> with needs("adam_step"):
+    ...     adam_step(1.0)
+    (demo skipped: write adam_step first, run its cell, then run this cell again)
+
+    Inside the block, your unwritten functions raise ``NotImplementedError``; the
+    block stops there quietly and says which functions are still to write, so
+    "Run All" on a fresh lab reaches the end.
+    """
+
+    def __init__(self, *names: str):
+        self.names = names
+        self._namespace = inspect.currentframe().f_back.f_globals
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if kind is None or not issubclass(kind, (NotImplementedError, NotDefined)):
+            return False
+        todo = [n for n in self.names if _unwritten(self._namespace.get(n))] or list(self.names)
+        if isinstance(error, NotDefined) or not todo:
+            todo = [error.name] if isinstance(error, NotDefined) else [_raiser(tb)]
+        print(f"(demo skipped: write {', '.join(todo)} first, run {'its cell' if len(todo) == 1 else 'their cells'}, "
+              "then run this cell again)")
+        return True
+
+
+def _unwritten(obj: Any) -> bool:
+    """True for a missing name or a function whose body still raises NotImplementedError."""
+    if obj is None:
+        return True
+    code = getattr(obj, "__code__", None)
+    if code is None and isinstance(obj, type):     # a class: look at its methods
+        return any(_unwritten(m) for m in vars(obj).values() if inspect.isfunction(m))
+    return code is not None and "NotImplementedError" in code.co_names
+
+
+def _raiser(tb) -> str:
+    """The qualified name of the function that raised, from the innermost frame."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_qualname if tb is not None else "the function above"
 
 
 def case(question: str, name: str, points: float, *, fn: str | None = None,
@@ -126,7 +187,7 @@ def case(question: str, name: str, points: float, *, fn: str | None = None,
     it returns ``None`` when the results are acceptable, else the reason.
     """
     if _lab is None:
-        raise RuntimeError("call use_lab('<lab name>') before declaring cases")
+        raise RuntimeError(SETUP_FIRST)
     if (fn is None) == (script is None):
         raise ValueError(f"case {question}/{name}: give either fn= and inputs=, or script=")
     if not (isinstance(points, (int, float)) and points >= 0):
@@ -259,15 +320,17 @@ def run_check(question: str, namespace: dict, declared: list[Case] | None = None
         if c.key not in stored:
             result.lines.append(f"  ? {c.name} {pts}: no stored expectation; the instructor reruns assign")
             continue
-        steps = c.steps(c.seed())
-        actual, error = None, None
+        steps, actual, error = [], None, None
         here = os.getcwd()
         try:
+            steps = c.steps(c.seed())      # inputs may already call the student's functions
             with tempfile.TemporaryDirectory(prefix="coursekit-check-") as scratch:
                 os.chdir(scratch)          # files a probe writes (checkpoints) vanish afterwards
                 actual = decode(encode(run_steps(ns, steps)))
-        except NotImplementedError:
-            error = "not implemented yet (the function raises NotImplementedError)"
+        except NotImplementedError as e:
+            error = f"not implemented yet: {_raiser(e.__traceback__)} raises NotImplementedError"
+        except NotDefined as e:
+            error = f"not implemented yet: {e.name} is not defined; write its cell and run it"
         except Exception as e:  # noqa: BLE001 - any failure of student code is reported
             error = _error_text(e)
         finally:

@@ -81,6 +81,14 @@ def _resolve(x: Any, results: list, namespace: Mapping) -> Any:
     return x
 
 
+class NotDefined(NameError):
+    """A probe names something the notebook has not defined (yet)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"name '{name}' is not defined in the notebook")
+        self.name = name
+
+
 def _lookup(namespace: Mapping, target: str, results: list) -> Any:
     if target.startswith("$"):
         head, _, attr = target[1:].partition(".")
@@ -90,7 +98,7 @@ def _lookup(namespace: Mapping, target: str, results: list) -> Any:
         return obj
     name, _, attr = target.partition(".")
     if name not in namespace:
-        raise NameError(f"name '{name}' is not defined in the notebook")
+        raise NotDefined(name)
     obj = namespace[name]
     for part in filter(None, attr.split(".")):
         obj = getattr(obj, part)
