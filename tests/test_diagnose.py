@@ -37,6 +37,42 @@ def test_gallery_run_is_diagnosed_as_labelled(gallery, name):
     assert d.fix and d.evidence and d.problem
 
 
+#: Another seed than the one the thresholds were chosen on: new inits, batch orders and subsets.
+HELD_OUT_SEED = 1
+#: Runs whose held-out diagnosis is known to differ from the label, and the labels that still name the cause.
+#: Adam at lr 0.3 spikes above 3x the starting loss in its first epoch on seed 1, which the divergence
+#: rule (some epoch's loss > 3 L0) reads as diverging; both labels blame the learning rate.
+KNOWN_MISSES = {"lr too high": {"oscillating", "diverging"}}
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make_gallery(seed=HELD_OUT_SEED, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="divergence rule fires on a first-epoch spike"))
+    if n in KNOWN_MISSES else n for n in GALLERY])
+def test_held_out_gallery_run_is_diagnosed_as_labelled(held_out, name):
+    d = diagnose(held_out[name])
+    assert d.label == GALLERY[name]["label"], f"{name} (seed {HELD_OUT_SEED}): {d}"
+
+
+@pytest.mark.parametrize("name", list(KNOWN_MISSES))
+def test_held_out_known_miss_still_blames_the_right_cause(held_out, name):
+    assert diagnose(held_out[name]).label in KNOWN_MISSES[name]
+
+
+def test_held_out_gallery_differs_from_the_tuning_gallery(gallery, held_out):
+    """The held-out runs are really new runs, not the tuned ones again."""
+    assert all(held_out[n].train_loss != gallery[n].train_loss for n in GALLERY)
+
+
 def test_gallery_is_deterministic(gallery):
     again = _train(["healthy", "overfitting"])
     for name, h in again.items():
