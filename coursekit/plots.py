@@ -12,9 +12,11 @@ import io
 import math
 from typing import Mapping, Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from .train import History
 
@@ -43,8 +45,8 @@ def new_figure(width: float = 6.4, height: float = 3.2, ncols: int = 1, nrows: i
 _CANVASES: dict[tuple, FigureCanvasAgg] = {}
 
 
-def to_png(fig: Figure, dpi: int = 80) -> bytes:
-    """Render a figure to PNG bytes.
+def _canvas(fig: Figure, dpi: int) -> FigureCanvasAgg:
+    """A shared Agg canvas for figures of this size and dpi.
 
     Figures of one size share an Agg canvas, so its renderer, and matplotlib's
     text-metrics cache keyed on the renderer, outlive each figure: widget frames
@@ -57,8 +59,33 @@ def to_png(fig: Figure, dpi: int = 80) -> bytes:
     else:
         canvas.figure = fig
         fig.set_canvas(canvas)
+    return canvas
+
+
+def to_png(fig: Figure, dpi: int = 80, colors: int | None = 256) -> bytes:
+    """Render a figure to PNG bytes, by default as a palette PNG of at most ``colors`` colours.
+
+    Plots are mostly flat colour plus anti-aliased edges, so 256 colours chosen for the
+    image (no dithering) look the same as full colour at a third to a fifth of the bytes,
+    and a palette image is also quicker to compress. ``colors=None`` keeps full RGB(A).
+
+    >>> fig, ax = new_figure(2, 2); _ = ax.plot([0, 1])
+    >>> to_png(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+    if colors is not None and not 2 <= colors <= 256:
+        raise ValueError(f"colors must be between 2 and 256, or None; got {colors!r}")
+    canvas = _canvas(fig, dpi)
+    fig.set_dpi(dpi)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    opaque = bool((rgba[..., 3] == 255).all())
+    img = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if opaque else rgba)
+    if colors is not None:
+        img = img.quantize(colors, method=Image.Quantize.MEDIANCUT if opaque else Image.Quantize.FASTOCTREE,
+                           dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    img.save(buf, format="PNG", compress_level=6 if colors is not None else 1)
     return buf.getvalue()
 
 

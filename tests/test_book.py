@@ -114,3 +114,141 @@ def test_every_page_loads_offline_without_errors():
             page.wait_for_timeout(200)
         assert log["external"] == [], f"requests tried to leave the machine: {log['external']}"
         assert log["page_errors"] == [] and log["console_errors"] == [], log
+
+
+# ---- A light, fast, accessible book (issue 16) ------------------------------------------------
+MAX_PAGE_MB, MAX_BOOK_MB, MAX_TTI_S = 2.0, 10.0, 5.0
+MB = 1e6
+
+
+def test_pages_are_light():
+    """Every chapter page is at most 2 MB of HTML and the whole book at most 10 MB."""
+    pages = {p.relative_to(HTML).as_posix(): p.stat().st_size for p in HTML.rglob("*.html")
+             if "_static" not in p.parts and "_sources" not in p.parts}
+    assert pages, "build the book first"
+    heavy = {k: f"{v / MB:.2f} MB" for k, v in pages.items() if v > MAX_PAGE_MB * MB}
+    assert not heavy, f"pages over {MAX_PAGE_MB} MB: {heavy}"
+    total = sum(pages.values()) / MB
+    print(f"book HTML: {total:.2f} MB in {len(pages)} pages; chapters: "
+          + ", ".join(f"{c} {pages[c + '.html'] / MB:.2f}" for c in chapters()))
+    assert total <= MAX_BOOK_MB, f"the book's HTML weighs {total:.2f} MB; at most {MAX_BOOK_MB} MB"
+    # Shared scripts: the theme's 1.5 MB Font Awesome script is not loaded (its web font is).
+    for rel in pages:
+        assert "fontawesome.js" not in (HTML / rel).read_text(), f"{rel} still loads fontawesome.js"
+
+
+def _experiments_ready(page) -> None:
+    page.wait_for_function("""() => {
+        const exps = [...document.querySelectorAll('.coursekit-experiment')];
+        return exps.length > 0 && exps.every(e => [...e.querySelectorAll('img')].some(
+            i => i.offsetParent !== null && i.complete && i.naturalWidth > 0 && i.alt));
+    }""", timeout=60_000)
+
+
+def _all_pages() -> list[str]:
+    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts)
+
+
+@pytest.mark.browser
+def test_every_page_has_no_serious_accessibility_violations():
+    """axe-core: no critical or serious violations on any page, in light and in dark mode."""
+    from browser import axe_violations, chromium
+
+    found = {}
+    with serve(HTML) as base, chromium() as browser:
+        for scheme in ("light", "dark"):
+            page = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 1000}).new_page()
+            for rel in _all_pages():
+                page.goto(f"{base}/{rel}", wait_until="load")
+                if rel.replace(".html", "") in chapters():
+                    _experiments_ready(page)
+                    page.wait_for_function("!window.MathJax || !MathJax.startup || MathJax.startup.promise",
+                                           timeout=30_000)
+                    page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+                bad = axe_violations(page)
+                if bad:
+                    found[f"{rel} ({scheme})"] = [(v["id"], v["impact"], v["nodes"][:3]) for v in bad]
+            page.context.close()
+    assert not found, "axe-core found critical/serious violations:\n" + "\n".join(f"{k}: {v}" for k, v in found.items())
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("chapter", chapters())
+def test_chapter_on_a_phone_in_dark_mode(chapter):
+    """At 390 px controls wrap with their values in view; in dark mode the page is dark and figures sit on a
+    light card; frames say what they show and sliders say their name and value; a skip link reaches the controls."""
+    from browser import chromium
+
+    with serve(HTML) as base, chromium() as browser:
+        ctx = browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844})
+        page = ctx.new_page()
+        page.goto(f"{base}/{chapter}.html", wait_until="load")
+        _experiments_ready(page)
+        assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+        report = page.evaluate("""() => {
+            const W = window.innerWidth, out = {overflow: [], cards: [], alts: [], sliders: []};
+            for (const e of document.querySelectorAll('.coursekit-experiment')) {
+                for (const el of e.querySelectorAll('.widget-inline-hbox, .widget-readout, select, img')) {
+                    if (el.offsetParent === null) continue;
+                    const r = el.getBoundingClientRect();
+                    if (r.left < -0.5 || r.right > W + 0.5) out.overflow.push(el.className || el.tagName);
+                }
+                for (const img of e.querySelectorAll('img')) {
+                    if (img.offsetParent === null) continue;
+                    out.cards.push(getComputedStyle(img).backgroundColor);
+                    out.alts.push(img.alt);
+                }
+                for (const h of e.querySelectorAll('.widget-slider')) {
+                    const handle = h.querySelector('.noUi-handle'), readout = h.querySelector('.widget-readout');
+                    out.sliders.push([handle.getAttribute('aria-label'), handle.getAttribute('aria-valuetext'),
+                                      readout.textContent.trim(), getComputedStyle(readout).color]);
+                }
+            }
+            out.pageWidth = document.documentElement.scrollWidth;
+            out.bg = getComputedStyle(document.body).backgroundColor;
+            return out;
+        }""")
+        assert report["overflow"] == [], f"{chapter}: controls leave the 390 px screen: {report['overflow']}"
+        assert report["pageWidth"] <= 391, f"{chapter}: the page scrolls sideways ({report['pageWidth']} px)"
+        assert report["cards"] and all(c == "rgb(255, 255, 255)" for c in report["cards"]), report["cards"]
+        assert _luminance(report["bg"]) < 0.2, f"dark mode should give a dark page; body is {report['bg']}"
+        for alt in report["alts"]:
+            assert "=" in alt and not alt.endswith((".png", ".webp")), f"{chapter}: alt text {alt!r} names no values"
+        for name, valuetext, readout, color in report["sliders"]:
+            assert name and valuetext == readout, f"{chapter}: slider {name!r} reads {valuetext!r}, shows {readout!r}"
+            assert _luminance(color) > 0.5, f"{chapter}: slider value {readout!r} is dark on a dark page ({color})"
+        # Keyboard: the second Tab stop is the skip link to the first experiment's controls.
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to the first experiment"
+        page.keyboard.press("Enter")
+        assert page.evaluate("!!document.activeElement.closest('.coursekit-experiment')"), \
+            "the skip link should put the focus on the first experiment's first control"
+        ctx.close()
+
+
+def _luminance(css_rgb: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("chapter", chapters())
+def test_chapter_is_interactive_within_5_s_on_a_throttled_phone(chapter):
+    """First visit (empty cache) at 10 Mbit/s, 40 ms latency, a 4x slower CPU and 390 px: from navigation to every
+    experiment showing its figure and controls takes at most 5 s. Text is served gzipped, as static hosts do."""
+    from browser import PHONE, chromium, throttle
+
+    with serve(HTML, compress=True) as base, chromium() as browser:
+        ctx = browser.new_context(viewport=PHONE["viewport"])
+        page = ctx.new_page()
+        throttle(page)
+        page.goto(f"{base}/{chapter}.html", wait_until="commit")
+        _experiments_ready(page)
+        tti = page.evaluate("performance.now()") / 1000
+        loaded = page.evaluate("performance.getEntriesByType('resource').reduce((s, r) => s + r.transferSize, 0)"
+                               " + performance.getEntriesByType('navigation')[0].transferSize") / MB
+        print(f"{chapter}: interactive after {tti:.2f} s on the throttled phone profile, {loaded:.2f} MB transferred")
+        ctx.close()
+    assert tti <= MAX_TTI_S, f"{chapter}: interactive after {tti:.2f} s (> {MAX_TTI_S} s); {loaded:.2f} MB transferred"
