@@ -62,11 +62,20 @@ def _canvas(fig: Figure, dpi: int) -> FigureCanvasAgg:
     return canvas
 
 
-def to_png(fig: Figure, dpi: int = 80, colors: int | None = 256) -> bytes:
+def _pixels(fig: Figure, dpi: float) -> np.ndarray:
+    """The figure drawn at ``dpi``: an RGB array, or RGBA where it is not opaque."""
+    canvas = _canvas(fig, dpi)
+    fig.set_dpi(dpi)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3]) if (rgba[..., 3] == 255).all() else rgba.copy()
+
+
+def to_png(fig: Figure, dpi: float = 80, colors: int | None = 256) -> bytes:
     """Render a figure to PNG bytes, by default as a palette PNG of at most ``colors`` colours.
 
     Plots are mostly flat colour plus anti-aliased edges, so 256 colours chosen for the
-    image (no dithering) look the same as full colour at a third to a fifth of the bytes,
+    image (median cut, no dithering) look the same as full colour at about half the bytes,
     and a palette image is also quicker to compress. ``colors=None`` keeps full RGB(A).
 
     >>> fig, ax = new_figure(2, 2); _ = ax.plot([0, 1])
@@ -75,18 +84,31 @@ def to_png(fig: Figure, dpi: int = 80, colors: int | None = 256) -> bytes:
     """
     if colors is not None and not 2 <= colors <= 256:
         raise ValueError(f"colors must be between 2 and 256, or None; got {colors!r}")
-    canvas = _canvas(fig, dpi)
-    fig.set_dpi(dpi)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    opaque = bool((rgba[..., 3] == 255).all())
-    img = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if opaque else rgba)
+    px = _pixels(fig, dpi)
+    img = Image.fromarray(px)
     if colors is not None:
+        opaque = px.shape[-1] == 3
         img = img.quantize(colors, method=Image.Quantize.MEDIANCUT if opaque else Image.Quantize.FASTOCTREE,
                            dither=Image.Dither.NONE)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6 if colors is not None else 1)
     return buf.getvalue()
+
+
+def to_webp(fig: Figure, dpi: float = 80) -> bytes:
+    """Render a figure to lossless WebP bytes: every pixel exact, about 20% smaller than a palette
+    PNG, and slower to encode (so the static book uses it, live redraws use :func:`to_png`).
+
+    >>> fig, ax = new_figure(2, 2); _ = ax.plot([0, 1])
+    >>> to_webp(fig)[8:12]
+    b'WEBP'
+    """
+    buf = io.BytesIO()
+    Image.fromarray(_pixels(fig, dpi)).save(buf, format="WEBP", lossless=True, method=4, quality=100)
+    return buf.getvalue()
+
+
+FORMATS = {"png": to_png, "webp": to_webp}
 
 
 def plot_history(history: History, metrics: Sequence[str] = ("loss", "acc"),

@@ -42,7 +42,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from .device import MODE_ENV, live_mode  # noqa: F401 (re-exported: widgets' mode)
-from .plots import to_png
+from .plots import FORMATS
 
 MAX_FRAMES = 400
 
@@ -108,13 +108,16 @@ class Experiment:
     The function's parameter names must match the control names.
     """
 
-    def __init__(self, fn: Callable[..., Figure], *, dpi: int = 80, cache_size: int = 256,
-                 alt: str | None = None, prefetch: bool = True, **controls: Control | Sequence[Any]):
+    def __init__(self, fn: Callable[..., Figure], *, dpi: int = 80, max_width_px: int = 760,
+                 cache_size: int = 256, alt: str | None = None, prefetch: bool = True,
+                 **controls: Control | Sequence[Any]):
         if not callable(fn):
             raise TypeError(f"fn must be callable; got {type(fn).__name__}")
         if not controls:
             raise ValueError("give at least one control, e.g. Experiment(draw, lr=Slider([0.01, 0.1]))")
         self.fn, self.dpi, self.prefetch = fn, dpi, prefetch
+        # The book's text column is about 750 px wide: pixels beyond that only cost bytes.
+        self.max_width_px = max_width_px
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         #: What every frame shows; each frame's alt text adds its control values.
         name = getattr(fn, "__name__", "").strip("_<>").removeprefix("draw").replace("_", " ").strip()
@@ -130,11 +133,11 @@ class Experiment:
         if self.n_frames > MAX_FRAMES:
             raise ValueError(f"{self.n_frames} combinations of control values is more than {MAX_FRAMES}; "
                              "use fewer values per control so the static book stays small")
-        self._cache: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[tuple[int, ...], str], bytes] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
         self._urgent = 0  # redraws the reader waits for; the background thread lets them go first
-        self._todo: list[tuple[int, ...]] = []
+        self._todo: list[tuple[int, ...]] = []  # frames to draw ahead (live mode, PNG)
         self._todo_cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self.last_redraw_s: float | None = None
@@ -157,41 +160,43 @@ class Experiment:
                            for (k, c), i in zip(self.controls.items(), index))
         return f"{self.alt}: {values}"
 
-    def _cached(self, index: tuple[int, ...]) -> bytes | None:
+    def _cached(self, key: tuple[tuple[int, ...], str]) -> bytes | None:
         with self._cache_lock:
-            if index in self._cache:
-                self._cache.move_to_end(index)
-                return self._cache[index]
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         return None
 
-    def render(self, index: tuple[int, ...]) -> bytes:
-        """PNG bytes of the frame for one index per control (cached)."""
-        png = self._cached(index)
-        if png is not None:
-            return png
+    def render(self, index: tuple[int, ...], fmt: str = "png") -> bytes:
+        """Image bytes (``fmt`` 'png' or 'webp') of the frame for one index per control (cached)."""
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {sorted(FORMATS)}; got {fmt!r}")
+        data = self._cached((index, fmt))
+        if data is not None:
+            return data
         self._urgent += 1
         try:
             with _DRAW_LOCK:
-                return self._draw(index)
+                return self._draw(index, fmt)
         finally:
             self._urgent -= 1
 
-    def _draw(self, index: tuple[int, ...]) -> bytes:
+    def _draw(self, index: tuple[int, ...], fmt: str = "png") -> bytes:
         """Draw one frame; the caller holds the draw lock."""
-        png = self._cached(index)  # drawn by the background thread while we waited
-        if png is not None:
-            return png
+        data = self._cached((index, fmt))  # drawn by the background thread while we waited
+        if data is not None:
+            return data
         kwargs = {k: c.values[i] for (k, c), i in zip(self.controls.items(), index)}
         fig = self.fn(**kwargs)
         if not isinstance(fig, Figure):
             raise TypeError(f"{getattr(self.fn, '__name__', 'fn')} must return a matplotlib Figure; "
                             f"got {type(fig).__name__}")
-        png = to_png(fig, self.dpi)
+        data = FORMATS[fmt](fig, min(self.dpi, self.max_width_px / fig.get_figwidth()))
         with self._cache_lock:
-            self._cache[index] = png
+            self._cache[(index, fmt)] = data
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return png
+        return data
 
     def neighbours(self, index: tuple[int, ...], moved: int | None = None,
                    step: int = 1) -> list[tuple[int, ...]]:
@@ -219,7 +224,7 @@ class Experiment:
     def _prefetch(self, indices: list[tuple[int, ...]]) -> None:
         """Draw these frames in a background thread (replacing any not yet drawn)."""
         with self._todo_cv:
-            self._todo = [i for i in indices if i not in self._cache]
+            self._todo = [i for i in indices if (i, "png") not in self._cache]
             self._todo_cv.notify()
         if self._worker is None:
             self._worker = threading.Thread(target=self._prefetch_loop, daemon=True,
@@ -255,9 +260,9 @@ class Experiment:
         box.children = (*box.children, view)
         return box
 
-    def _frame(self, png: bytes, alt: str) -> W.Image:
+    def _frame(self, data: bytes, alt: str, fmt: str = "png") -> W.Image:
         # The tooltip becomes the image's title; the book's script copies it to alt.
-        image = W.Image(value=png, format="png", layout=W.Layout(max_width="100%"), tooltip=alt)
+        image = W.Image(value=data, format=fmt, layout=W.Layout(max_width="100%"), tooltip=alt)
         image.add_class("coursekit-frame")
         return image
 
@@ -288,15 +293,16 @@ class Experiment:
 
     def _static_view(self, ctrls: list[W.Widget]) -> W.Widget:
         sizes = [len(c.values) for c in self.controls.values()]
-        frames = {idx: self.render(idx) for idx in itertools.product(*map(range, sizes))}
+        # Lossless WebP: exact pixels in fewer bytes than PNG; the static book is drawn once.
+        frames = {idx: self.render(idx, "webp") for idx in itertools.product(*map(range, sizes))}
         # Identical frames (a control that does not change this panel, a run that stopped early)
         # are stored once: one Image model, shown in several places of the stack.
         shows: dict[bytes, list[tuple[int, ...]]] = {}
         for idx, png in frames.items():
             shows.setdefault(png, []).append(idx)
-        images = {png: self._frame(png, "; also ".join(self.describe(i) for i in idxs[:3])
-                                   + (f" (and {len(idxs) - 3} more settings)" if len(idxs) > 3 else ""))
-                  for png, idxs in shows.items()}
+        images = {data: self._frame(data, "; also ".join(self.describe(i) for i in idxs[:3])
+                                    + (f" (and {len(idxs) - 3} more settings)" if len(idxs) > 3 else ""), "webp")
+                  for data, idxs in shows.items()}
 
         def build(prefix: tuple[int, ...]) -> W.Widget:
             level = len(prefix)

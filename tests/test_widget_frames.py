@@ -43,6 +43,26 @@ def test_palette_frames_are_smaller_and_look_the_same():
         to_png(_draw(0.5), colors=1000)
 
 
+def test_lossless_webp_frames_are_exact_and_smaller_than_png():
+    from coursekit.plots import to_webp
+
+    webp, full = to_webp(_draw(0.5)), to_png(_draw(0.5), colors=None)
+    assert (_pixels(webp) == _pixels(full)).all()
+    assert len(webp) < len(full)
+
+
+def test_wide_figures_are_drawn_at_most_as_wide_as_the_text_column():
+    def wide(lr):
+        fig, ax = new_figure(12, 3)
+        ax.plot([0, lr])
+        return fig
+
+    exp = Experiment(wide, lr=[1, 2], dpi=100)
+    assert Image.open(io.BytesIO(exp.render((0,)))).size == (exp.max_width_px, exp.max_width_px // 4)
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        exp.render((0,), fmt="gif")
+
+
 def test_identical_frames_are_stored_once_and_every_frame_says_what_it_shows():
     def draw(lr, opt):  # opt does not change this figure
         """Loss curves."""
@@ -52,6 +72,7 @@ def test_identical_frames_are_stored_once_and_every_frame_says_what_it_shows():
     box = exp.widget(mode="static")
     images = {id(w): w for w in _walk(box) if isinstance(w, W.Image)}
     assert len(images) == 3  # six combinations, three distinct figures
+    assert all(i.format == "webp" and bytes(i.value)[8:12] == b"WEBP" for i in images.values())
     alts = sorted(i.tooltip for i in images.values())
     assert alts[0] == "Loss curves: learning rate = 0.1, opt = sgd; also Loss curves: learning rate = 0.1, opt = adam"
     assert exp.describe((2, 1)) == "Loss curves: learning rate = 1, opt = adam"
@@ -65,7 +86,7 @@ def test_live_mode_draws_the_neighbouring_frames_in_the_background():
     image = box.children[1]
     assert image.tooltip == "Figure: lr = 0.1, opt = sgd"  # no docstring, no alt: a plain name
     deadline = time.monotonic() + 30
-    wanted = {(1, 0), (0, 1), (0, 2)}
+    wanted = {((1, 0), "png"), ((0, 1), "png"), ((0, 2), "png")}
     while not wanted <= set(exp._cache) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert wanted <= set(exp._cache), f"drawn ahead: {sorted(exp._cache)}"
