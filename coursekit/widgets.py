@@ -31,14 +31,17 @@ drawn in a background thread, so the next key press usually finds its frame read
 """
 from __future__ import annotations
 
+import atexit
 import inspect
 import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import ipywidgets as W
+from traitlets import Unicode
 from matplotlib.figure import Figure
 
 from .device import MODE_ENV, live_mode  # noqa: F401 (re-exported: widgets' mode)
@@ -48,6 +51,24 @@ MAX_FRAMES = 400
 
 # Frames share matplotlib canvases (coursekit.plots), so only one thread draws at a time.
 _DRAW_LOCK = threading.RLock()
+# Background drawing stops before the interpreter does (a thread killed inside Agg aborts it).
+_STOPPING = threading.Event()
+_WORKERS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    _STOPPING.set()
+    for t in list(_WORKERS):
+        t.join(timeout=5)
+
+
+class _Frame(W.Image):
+    """An Image whose tooltip works: ipywidgets' views read ``description`` before they set the
+    title from ``tooltip``, and Image has none (the view fails to render). The book's script
+    turns the title into the image's alt text."""
+
+    description = Unicode("").tag(sync=True)
 
 
 class Control:
@@ -138,7 +159,7 @@ class Experiment:
         self._cache_lock = threading.Lock()
         self._urgent = 0  # redraws the reader waits for; the background thread lets them go first
         self._todo: list[tuple[int, ...]] = []  # frames to draw ahead (live mode, PNG)
-        self._todo_cv = threading.Condition()
+        self._todo_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.last_redraw_s: float | None = None
         self.links: list[W.Widget] = []  # the jslinks of the last static widget
@@ -223,19 +244,22 @@ class Experiment:
 
     def _prefetch(self, indices: list[tuple[int, ...]]) -> None:
         """Draw these frames in a background thread (replacing any not yet drawn)."""
-        with self._todo_cv:
+        with self._todo_lock:
             self._todo = [i for i in indices if (i, "png") not in self._cache]
-            self._todo_cv.notify()
-        if self._worker is None:
+            if not self._todo or (self._worker is not None and self._worker.is_alive()):
+                return
             self._worker = threading.Thread(target=self._prefetch_loop, daemon=True,
                                             name=f"coursekit-prefetch-{getattr(self.fn, '__name__', '')}")
+            _WORKERS.add(self._worker)
             self._worker.start()
 
     def _prefetch_loop(self) -> None:
-        while True:
-            with self._todo_cv:
-                while not self._todo:
-                    self._todo_cv.wait()
+        """Draw the wanted frames one by one; the thread ends when none are left."""
+        while not _STOPPING.is_set():
+            with self._todo_lock:
+                if not self._todo:
+                    self._worker = None
+                    return
                 index = self._todo.pop(0)
             while self._urgent:  # a redraw the reader waits for goes first
                 time.sleep(0.002)
@@ -256,13 +280,15 @@ class Experiment:
                      layout=W.Layout(align_items="flex-start"))
         box.add_class("coursekit-experiment")
         box.add_class("coursekit-live" if live else "coursekit-static")
+        # One layout model for every frame and one for every stack: 60 frames, 2 models, not 80.
+        self._frame_layout, self._stack_layout = W.Layout(max_width="100%"), W.Layout()
         view = self._live_view(ctrls) if live else self._static_view(ctrls)
         box.children = (*box.children, view)
         return box
 
     def _frame(self, data: bytes, alt: str, fmt: str = "png") -> W.Image:
         # The tooltip becomes the image's title; the book's script copies it to alt.
-        image = W.Image(value=data, format=fmt, layout=W.Layout(max_width="100%"), tooltip=alt)
+        image = _Frame(value=data, format=fmt, layout=self._frame_layout, tooltip=alt)
         image.add_class("coursekit-frame")
         return image
 
@@ -309,7 +335,7 @@ class Experiment:
             if level == len(sizes):
                 return images[frames[prefix]]
             stack = W.Stack([build(prefix + (i,)) for i in range(sizes[level])],
-                            selected_index=ctrls[level].index)
+                            selected_index=ctrls[level].index, layout=self._stack_layout)
             self.links.append(W.jslink((ctrls[level], "index"), (stack, "selected_index")))
             return stack
 
