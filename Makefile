@@ -20,13 +20,20 @@ VENDOR := book/_static/vendor
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.book-installed: pyproject.toml | $(PY)
-	@if [ -n "$(TORCH_INDEX)" ]; then \
-	  echo "== installing $(TORCH_SPEC) from $(TORCH_INDEX) (no GPU here: the CPU build)"; \
-	  $(PY) -m pip install -q --timeout 10 --retries 1 --index-url "$(TORCH_INDEX)" "$(TORCH_SPEC)" \
-	  || { echo "== $(TORCH_INDEX) cannot be reached: installing $(TORCH_SPEC) from the default index"; \
-	       $(PY) -m pip install -q "$(TORCH_SPEC)"; }; \
-	else $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+$(VENV)/.torch-installed: | $(PY)
+	@if [ -z "$(TORCH_INDEX)" ]; then \
+	  $(PY) -m pip install -q "$(TORCH_SPEC)"; \
+	elif $(PY) -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=10)' \
+	     "$(TORCH_INDEX)" 2>/dev/null; then \
+	  echo "== no NVIDIA GPU here: installing $(TORCH_SPEC), the CPU build, from $(TORCH_INDEX)"; \
+	  $(PY) -m pip install -q --index-url "$(TORCH_INDEX)" "$(TORCH_SPEC)"; \
+	else \
+	  echo "== $(TORCH_INDEX) cannot be reached: installing $(TORCH_SPEC) from the default index"; \
+	  $(PY) -m pip install -q "$(TORCH_SPEC)"; \
+	fi
+	touch $@
+
+$(VENV)/.book-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PY) -m pip install -q -e ".[book]"
 	touch $@
 

@@ -252,3 +252,38 @@ def test_chapter_is_interactive_within_5_s_on_a_throttled_phone(chapter):
         print(f"{chapter}: interactive after {tti:.2f} s on the throttled phone profile, {loaded:.2f} MB transferred")
         ctx.close()
     assert tti <= MAX_TTI_S, f"{chapter}: interactive after {tti:.2f} s (> {MAX_TTI_S} s); {loaded:.2f} MB transferred"
+
+
+def test_buttons_only_where_a_target_is_set():
+    """No placeholder links: with no repository URL in _config.yml there is no repository, issue, edit or
+    launch button, and the downloaded notebook says how to get coursekit."""
+    import json
+
+    page = (HTML / f"{chapters()[0]}.html").read_text()
+    for placeholder in ("jupyterhub.example.edu", "how-networks-train/course", "mybinder.org", "colab.research"):
+        assert placeholder not in page, f"a button still points at {placeholder}"
+    assert "_sources/" in page and ".ipynb" in page, "the .ipynb download button is missing"
+    nb = json.loads((HTML / "_sources" / f"{chapters()[0]}.ipynb").read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert "import coursekit" in first and "pip install" in first, first
+
+
+def test_link_settings_turn_buttons_on_and_off():
+    """book/_ext: a button shows only when its target is set (the rule the built pages above follow)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("coursekit_book", ROOT / "book" / "_ext" / "coursekit_book.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    launch = {"notebook_interface": "jupyterlab", "jupyterhub_url": "https://hub.example.org", "colab_url": ""}
+    unset = SimpleNamespace(html_theme_options={"repository_url": "", "launch_buttons": dict(launch)})
+    ext.only_buttons_with_targets(None, unset)
+    assert unset.html_theme_options["launch_buttons"] == {} and not unset.html_theme_options["use_repository_button"]
+    repo = "https://github.com/example/course"
+    both = SimpleNamespace(html_theme_options={"repository_url": repo, "launch_buttons": dict(launch)})
+    ext.only_buttons_with_targets(None, both)
+    opts = both.html_theme_options
+    assert opts["use_repository_button"] and opts["use_issues_button"] and opts["use_edit_page_button"]
+    assert opts["launch_buttons"] == {"notebook_interface": "jupyterlab", "jupyterhub_url": "https://hub.example.org"}
+    assert f'git+{repo}"' in ext.install_cell(repo) and "pip install -e ." in ext.install_cell("")
