@@ -105,7 +105,7 @@ def moves(page, exp) -> list:
     out = []
     for j in range(exp.locator(".noUi-handle").count()):
         h = exp.locator(".noUi-handle").nth(j)
-        now, top = int(h.get_attribute("aria-valuenow")), int(float(h.get_attribute("aria-valuemax")))
+        now, top = (int(float(h.get_attribute(a))) for a in ("aria-valuenow", "aria-valuemax"))
         keys = ["ArrowRight"] * (top - now) + ["ArrowLeft"] * top + ["ArrowRight"] * now
         out += [(lambda h=h, k=k: (h.focus(), page.keyboard.press(k))) for k in keys]
     for j in range(exp.locator("select").count()):

@@ -301,9 +301,10 @@ class Experiment:
             t0 = time.perf_counter()
             index = tuple(c.index for c in ctrls)
             png = self.render(index)
-            if png != image.value:
-                image.value = png
-            image.tooltip = self.describe(index)
+            with image.hold_sync():  # the new frame and its alt text go out in one message
+                if png != image.value:
+                    image.value = png
+                image.tooltip = self.describe(index)
             self.last_redraw_s = time.perf_counter() - t0
             moved = next((k for k, (a, b) in enumerate(zip(index, last[0])) if a != b), None)
             step = 0 if moved is None else index[moved] - last[0][moved]
