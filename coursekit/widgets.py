@@ -129,7 +129,7 @@ class Experiment:
     The function's parameter names must match the control names.
     """
 
-    def __init__(self, fn: Callable[..., Figure], *, dpi: int = 80, max_width_px: int = 760,
+    def __init__(self, fn: Callable[..., Figure], *, dpi: int = 80, max_width_px: int = 720,
                  cache_size: int = 256, alt: str | None = None, prefetch: bool = True,
                  **controls: Control | Sequence[Any]):
         if not callable(fn):
@@ -137,7 +137,7 @@ class Experiment:
         if not controls:
             raise ValueError("give at least one control, e.g. Experiment(draw, lr=Slider([0.01, 0.1]))")
         self.fn, self.dpi, self.prefetch = fn, dpi, prefetch
-        # The book's text column is about 750 px wide: pixels beyond that only cost bytes.
+        # The book's text column is about 700 px wide: pixels beyond that only cost bytes.
         self.max_width_px = max_width_px
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         #: What every frame shows; each frame's alt text adds its control values.
@@ -320,7 +320,7 @@ class Experiment:
 
     def _static_view(self, ctrls: list[W.Widget]) -> W.Widget:
         sizes = [len(c.values) for c in self.controls.values()]
-        # Lossless WebP: exact pixels in fewer bytes than PNG; the static book is drawn once.
+        # Palette WebP: the palette PNG's pixels in fewer bytes; the static book is drawn once.
         frames = {idx: self.render(idx, "webp") for idx in itertools.product(*map(range, sizes))}
         # Identical frames (a control that does not change this panel, a run that stopped early)
         # are stored once: one Image model, shown in several places of the stack.
