@@ -188,6 +188,13 @@ def test_chapter_on_a_phone_in_dark_mode(chapter):
         assert page.evaluate("document.documentElement.dataset.theme") == "dark"
         report = page.evaluate("""() => {
             const W = window.innerWidth, out = {overflow: [], cards: [], alts: [], sliders: []};
+            const backdrop = el => {  // the colour actually behind an element
+                for (; el; el = el.parentElement) {
+                    const c = getComputedStyle(el).backgroundColor;
+                    if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c;
+                }
+                return 'rgb(255, 255, 255)';
+            };
             for (const e of document.querySelectorAll('.coursekit-experiment')) {
                 for (const el of e.querySelectorAll('.widget-inline-hbox, .widget-readout, select, img')) {
                     if (el.offsetParent === null) continue;
@@ -202,7 +209,7 @@ def test_chapter_on_a_phone_in_dark_mode(chapter):
                 for (const h of e.querySelectorAll('.widget-slider')) {
                     const handle = h.querySelector('.noUi-handle'), readout = h.querySelector('.widget-readout');
                     out.sliders.push([handle.getAttribute('aria-label'), handle.getAttribute('aria-valuetext'),
-                                      readout.textContent.trim(), getComputedStyle(readout).color]);
+                                      readout.textContent.trim(), getComputedStyle(readout).color, backdrop(readout)]);
                 }
             }
             out.pageWidth = document.documentElement.scrollWidth;
@@ -215,9 +222,9 @@ def test_chapter_on_a_phone_in_dark_mode(chapter):
         assert _luminance(report["bg"]) < 0.2, f"dark mode should give a dark page; body is {report['bg']}"
         for alt in report["alts"]:
             assert "=" in alt and not alt.endswith((".png", ".webp")), f"{chapter}: alt text {alt!r} names no values"
-        for name, valuetext, readout, color in report["sliders"]:
+        for name, valuetext, readout, color, behind in report["sliders"]:
             assert name and valuetext == readout, f"{chapter}: slider {name!r} reads {valuetext!r}, shows {readout!r}"
-            assert _luminance(color) > 0.5, f"{chapter}: slider value {readout!r} is dark on a dark page ({color})"
+            assert _contrast(color, behind) >= 4.5, f"{chapter}: slider value {readout!r}: {color} on {behind}"
         # Keyboard: the second Tab stop is the skip link to the first experiment's controls.
         page.keyboard.press("Tab")
         page.keyboard.press("Tab")
@@ -229,8 +236,15 @@ def test_chapter_on_a_phone_in_dark_mode(chapter):
 
 
 def _luminance(css_rgb: str) -> float:
-    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_rgb)[:3])
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    """WCAG relative luminance of a CSS rgb() colour."""
+    lin = [(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+           for c in (float(v) / 255 for v in re.findall(r"[\d.]+", css_rgb)[:3])]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(fg: str, bg: str) -> float:
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 @pytest.mark.browser
