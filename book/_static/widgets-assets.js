@@ -69,3 +69,42 @@ document.addEventListener("DOMContentLoaded", function () {
     else { document.body.insertBefore(skip, document.body.firstChild); }
   });
 })();
+// 4. Math after the experiments. MathJax is loaded (book/_ext) and typesets (_config.yml) only
+//    once the widget manager has drawn the experiments (it draws on `load`), or right at `load`
+//    on a page without widgets. window.coursekitMath resolves when the math is done.
+(function () {
+  var started = false, resolve;
+  window.coursekitMath = new Promise(function (r) { resolve = r; });
+  function typeset() {
+    if (started) { return; }
+    started = true;
+    var later = document.querySelector('script[type="text/x-coursekit-later"]');
+    if (later && !(window.MathJax && window.MathJax.version)) {
+      var js = document.createElement("script");
+      js.src = later.getAttribute("src");
+      document.head.appendChild(js);
+    } else if (!later && !(window.MathJax && window.MathJax.version)) {
+      resolve();  // a page without math
+      return;
+    }
+    (function whenReady() {
+      var mj = window.MathJax;
+      if (mj && mj.startup && mj.startup.promise && mj.typesetPromise) {
+        mj.startup.promise.then(function () { return mj.typesetPromise(); }).then(resolve, resolve);
+      } else { setTimeout(whenReady, 50); }
+    })();
+  }
+  window.addEventListener("load", function () {
+    if (!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')) {
+      typeset();
+      return;
+    }
+    var poll = setInterval(function () {
+      if (document.querySelector(".coursekit-experiment img[alt]")) {
+        clearInterval(poll);
+        setTimeout(typeset, 100);
+      }
+    }, 50);
+    setTimeout(function () { clearInterval(poll); typeset(); }, 5000);
+  });
+})();
