@@ -39,11 +39,14 @@ def _is_thebe(js) -> bool:
 
 def clean_scripts(app, pagename, templatename, context, doctree) -> None:
     seen, kept = set(), []
-    for js in context.get("script_files", []):
+    scripts = context.get("script_files", [])
+    # Pages with experiments load widgets-assets.js, which fetches MathJax once they are drawn.
+    widgets = any(str(getattr(js, "filename", "")).endswith("widgets-assets.js") for js in scripts)
+    for js in scripts:
         if _is_thebe(js) or _key(js) in seen:
             continue
         seen.add(_key(js))
-        if str(getattr(js, "filename", "")) == app.config.mathjax_path:
+        if widgets and str(getattr(js, "filename", "")) == app.config.mathjax_path:
             js = _later(js)
         kept.append(js)
     context["script_files"] = kept

@@ -69,9 +69,9 @@ document.addEventListener("DOMContentLoaded", function () {
     else { document.body.insertBefore(skip, document.body.firstChild); }
   });
 })();
-// 4. Math after the experiments. MathJax is loaded (book/_ext) and typesets (_config.yml) only
-//    once the widget manager has drawn the experiments (it draws on `load`), or right at `load`
-//    on a page without widgets. window.coursekitMath resolves when the math is done.
+// 4. Math after the experiments. On pages with experiments book/_ext turns MathJax's script tag
+//    into one the browser ignores; it is fetched here once the widget manager has drawn the
+//    experiments (it draws on `load`). window.coursekitMath resolves when the math is typeset.
 (function () {
   var started = false, resolve;
   window.coursekitMath = new Promise(function (r) { resolve = r; });
@@ -89,8 +89,8 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     (function whenReady() {
       var mj = window.MathJax;
-      if (mj && mj.startup && mj.startup.promise && mj.typesetPromise) {
-        mj.startup.promise.then(function () { return mj.typesetPromise(); }).then(resolve, resolve);
+      if (mj && mj.version && mj.startup && mj.startup.promise) {
+        mj.startup.promise.then(resolve, resolve);  // MathJax typesets the page as it starts
       } else { setTimeout(whenReady, 50); }
     })();
   }
