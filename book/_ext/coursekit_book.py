@@ -39,26 +39,22 @@ def _is_thebe(js) -> bool:
 
 def clean_scripts(app, pagename, templatename, context, doctree) -> None:
     seen, kept = set(), []
-    scripts = context.get("script_files", [])
-    # Pages with experiments load widgets-assets.js, which fetches MathJax once they are drawn.
-    widgets = any(str(getattr(js, "filename", "")).endswith("widgets-assets.js") for js in scripts)
-    for js in scripts:
+    for js in context.get("script_files", []):
         if _is_thebe(js) or _key(js) in seen:
             continue
         seen.add(_key(js))
-        if widgets and str(getattr(js, "filename", "")) == app.config.mathjax_path:
-            js = _later(js)
         kept.append(js)
     context["script_files"] = kept
 
 
-def _later(js):
-    """MathJax, loaded only once the experiments are drawn (book/_static/widgets-assets.js):
-    a script of an unknown type is neither fetched nor run until that script asks for it."""
-    from sphinx.builders.html._assets import _JavaScript
-
-    attrs = {k: v for k, v in js.attributes.items() if k not in ("defer", "async")}
-    return _JavaScript(js.filename, priority=js.priority, **{**attrs, "type": "text/x-coursekit-later"})
+def _mathjax_later(html: str, mathjax_path: str) -> str:
+    """On a page with experiments, turn MathJax's script tag into one the browser neither fetches
+    nor runs: book/_static/widgets-assets.js fetches it once the experiments are drawn."""
+    if "widgets-assets.js" not in html:
+        return html
+    tag = re.compile(r'<script (?:defer="defer" |async="async" )?src="([^"]*' + re.escape(mathjax_path)
+                     + r'[^"]*)"(?: defer="defer"| async="async")?></script>')
+    return tag.sub(r'<script src="\1" type="text/x-coursekit-later"></script>', html)
 
 
 def only_buttons_with_targets(app, config) -> None:
@@ -111,7 +107,7 @@ def finish(app, exception) -> None:
     out = Path(app.outdir)
     for page in out.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        lean = _FONTAWESOME_JS.sub("", text)
+        lean = _mathjax_later(_FONTAWESOME_JS.sub("", text), app.config.mathjax_path)
         if lean != text:
             page.write_text(lean, encoding="utf-8")
     for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
