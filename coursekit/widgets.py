@@ -127,6 +127,10 @@ class Experiment:
 
     Controls are keyword arguments: a :class:`Control` or a plain list (a slider).
     The function's parameter names must match the control names.
+
+    ``alt`` says what the figure shows (default: the first docstring line of ``fn``); each
+    frame's text alternative adds its control values. Frames are drawn at ``dpi``, but never
+    wider than ``max_width_px``. ``prefetch`` (live mode) draws neighbouring frames ahead.
     """
 
     def __init__(self, fn: Callable[..., Figure], *, dpi: int = 80, max_width_px: int = 720,

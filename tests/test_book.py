@@ -47,11 +47,15 @@ def test_book_builds_without_warnings():
 
 
 def _visible_frame(experiment):
-    """src of the one image the experiment currently shows."""
+    """A token for the one image the experiment currently shows.
+
+    Identical frames share one image model (stored once), so two settings can show the same
+    picture through two different image elements: the token names the element, not the picture.
+    """
     imgs = experiment.locator("img")
     shown = [imgs.nth(i) for i in range(imgs.count()) if imgs.nth(i).is_visible()]
     assert len(shown) == 1, f"expected exactly one visible frame, saw {len(shown)}"
-    return shown[0].get_attribute("src")
+    return shown[0].evaluate("e => e.dataset.frameToken || (e.dataset.frameToken = String(Math.random()))")
 
 
 def _control_moves(page, exp) -> list:
@@ -107,9 +111,8 @@ def test_static_chapter_is_interactive_offline(chapter):
 
 @pytest.mark.browser
 def test_every_page_loads_offline_without_errors():
-    pages = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html") if "_static" not in p.parts)
     with serve(HTML) as base, browser_page(offline=True) as (page, log):
-        for rel in pages:
+        for rel in _all_pages():
             page.goto(f"{base}/{rel}", wait_until="load")
             page.wait_for_timeout(200)
         assert log["external"] == [], f"requests tried to leave the machine: {log['external']}"
@@ -146,8 +149,10 @@ def _experiments_ready(page) -> None:
 
 
 def _all_pages() -> list[str]:
+    """Every page of the book (index.html only redirects to the first page, so it is left out)."""
     return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
-                  if "_static" not in p.parts and "_sources" not in p.parts)
+                  if "_static" not in p.parts and "_sources" not in p.parts
+                  and 'http-equiv="Refresh"' not in p.read_text()[:2000])
 
 
 @pytest.mark.browser
