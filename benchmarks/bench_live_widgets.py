@@ -171,9 +171,9 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1280, "height": 1000})
                 page.set_default_timeout(120_000)
                 t0 = time.perf_counter()
-                page.goto(f"{url}/lab/tree/{p.name}")
+                page.goto(f"{url}/lab/tree/{p.name}?reset")  # a fresh workspace: only this notebook open
                 page.wait_for_function("window.jupyterapp !== undefined")
-                page.wait_for_selector(".jp-Notebook .jp-Cell")
+                page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached")
                 kernel_idle(page)
                 page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
                 page.wait_for_selector(".coursekit-live img", timeout=600_000)

@@ -25,6 +25,9 @@ from pathlib import Path
 # The theme's search field is named "Search" but shows "Search Ctrl+K": its name must contain its
 # text (axe-core: label-content-name-mismatch). Without the aria-label the name is the text.
 _SEARCH_LABEL = re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="[^"]*"')
+# sphinxcontrib-bibtex gives its role="list" entries the deprecated role doc-biblioentry, which
+# is no list item (axe-core: aria-required-children, critical).
+_BIBENTRY = re.compile(r'(<div class="citation"[^>]*?) role="doc-biblioentry"')
 _FONTAWESOME_JS = re.compile(r'\s*<script[^>]*\ssrc="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>')
 #: The launch buttons' URL keys in the theme options, and each button's name.
 LAUNCH_URLS = ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url")
@@ -110,7 +113,9 @@ def finish(app, exception) -> None:
     out = Path(app.outdir)
     for page in out.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        lean = _mathjax_later(_SEARCH_LABEL.sub(r"\1", _FONTAWESOME_JS.sub("", text)), app.config.mathjax_path)
+        lean = _FONTAWESOME_JS.sub("", text)
+        lean = _BIBENTRY.sub(r'\1 role="listitem"', _SEARCH_LABEL.sub(r"\1", lean))
+        lean = _mathjax_later(lean, app.config.mathjax_path)
         if lean != text:
             page.write_text(lean, encoding="utf-8")
     for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
