@@ -5,18 +5,32 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU wheel by default; on a GPU machine pass e.g. TORCH_SPEC="torch" to keep the CUDA build you have.
+# PyTorch is installed first. On a machine without an NVIDIA GPU we ask PyTorch's own CPU wheel
+# index for it (the default index serves the CUDA build, several GB more), and fall back to the
+# default index where that one cannot be reached. On a GPU machine pass e.g. TORCH_SPEC="torch"
+# to get (or keep) a CUDA build; TORCH_INDEX="" always uses the default index.
 TORCH_SPEC ?= torch==2.13.0
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX ?= $(if $(HAS_GPU),,https://download.pytorch.org/whl/cpu)
 PYTEST_WORKERS ?= 2
 VENDOR := book/_static/vendor
 
-.PHONY: book test lab gpu-check bench vendor clean student-release
+.PHONY: book test chromium lab gpu-check bench vendor clean student-release
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.torch-installed: | $(PY)
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	@if [ -z "$(TORCH_INDEX)" ]; then \
+	  $(PY) -m pip install -q "$(TORCH_SPEC)"; \
+	elif $(PY) -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=10)' \
+	     "$(TORCH_INDEX)" 2>/dev/null; then \
+	  echo "== no NVIDIA GPU here: installing $(TORCH_SPEC), the CPU build, from $(TORCH_INDEX)"; \
+	  $(PY) -m pip install -q --index-url "$(TORCH_INDEX)" "$(TORCH_SPEC)"; \
+	else \
+	  echo "== $(TORCH_INDEX) cannot be reached: installing $(TORCH_SPEC) from the default index"; \
+	  $(PY) -m pip install -q "$(TORCH_SPEC)"; \
+	fi
 	touch $@
 
 $(VENV)/.book-installed: pyproject.toml $(VENV)/.torch-installed
@@ -56,7 +70,20 @@ book: $(VENV)/.book-installed vendor
 	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is at $(abspath _build/html/index.html)"
 
-test: $(VENV)/.test-installed vendor
+# The browser tests need Debian's chromium: installed here when we are root and apt is there.
+CHROMIUM ?= $(or $(COURSEKIT_CHROMIUM),/usr/bin/chromium)
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "== installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else \
+	  echo "== NOTE: no Chromium at $(CHROMIUM), so the browser tests (tests marked 'browser') are SKIPPED."; \
+	  echo "   To run them: sudo apt-get install chromium (Debian/Ubuntu), or point COURSEKIT_CHROMIUM at a Chromium binary."; \
+	fi
+
+test: $(VENV)/.test-installed vendor chromium
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --nbval-lax --nbval-current-env tests book $(wildcard labs/source)
 
 # The course root, so both book/ (live experiments) and labs/ are there; it opens on labs/.

@@ -12,9 +12,11 @@ import io
 import math
 from typing import Mapping, Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from .train import History
 
@@ -43,8 +45,8 @@ def new_figure(width: float = 6.4, height: float = 3.2, ncols: int = 1, nrows: i
 _CANVASES: dict[tuple, FigureCanvasAgg] = {}
 
 
-def to_png(fig: Figure, dpi: int = 80) -> bytes:
-    """Render a figure to PNG bytes.
+def _canvas(fig: Figure, dpi: int) -> FigureCanvasAgg:
+    """A shared Agg canvas for figures of this size and dpi.
 
     Figures of one size share an Agg canvas, so its renderer, and matplotlib's
     text-metrics cache keyed on the renderer, outlive each figure: widget frames
@@ -57,9 +59,63 @@ def to_png(fig: Figure, dpi: int = 80) -> bytes:
     else:
         canvas.figure = fig
         fig.set_canvas(canvas)
+    return canvas
+
+
+def _pixels(fig: Figure, dpi: float) -> np.ndarray:
+    """The figure drawn at ``dpi``: an RGB array, or RGBA where it is not opaque."""
+    canvas = _canvas(fig, dpi)
+    fig.set_dpi(dpi)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3]) if (rgba[..., 3] == 255).all() else rgba.copy()
+
+
+def to_png(fig: Figure, dpi: float = 80, colors: int | None = 256) -> bytes:
+    """Render a figure to PNG bytes, by default as a palette PNG of at most ``colors`` colours.
+
+    Plots are mostly flat colour plus anti-aliased edges, so 256 colours chosen for the
+    image (median cut, no dithering) look the same as full colour at about half the bytes,
+    and a palette image is also quicker to compress. ``colors=None`` keeps full RGB(A).
+
+    >>> fig, ax = new_figure(2, 2); _ = ax.plot([0, 1])
+    >>> to_png(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+    if colors is not None and not 2 <= colors <= 256:
+        raise ValueError(f"colors must be between 2 and 256, or None; got {colors!r}")
+    px = _pixels(fig, dpi)
+    img = Image.fromarray(px)
+    if colors is not None:
+        opaque = px.shape[-1] == 3
+        img = img.quantize(colors, method=Image.Quantize.MEDIANCUT if opaque else Image.Quantize.FASTOCTREE,
+                           dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    img.save(buf, format="PNG", compress_level=6 if colors is not None else 1)
     return buf.getvalue()
+
+
+def to_webp(fig: Figure, dpi: float = 80, colors: int | None = 256) -> bytes:
+    """Render a figure to lossless WebP bytes, by default of the same 256-colour palette image as
+    :func:`to_png`: about a third smaller than the PNG, and slower to encode (so the static book
+    uses it, live redraws use :func:`to_png`). ``colors=None`` keeps every pixel exact.
+
+    >>> fig, ax = new_figure(2, 2); _ = ax.plot([0, 1])
+    >>> to_webp(fig)[8:12]
+    b'WEBP'
+    """
+    if colors is not None and not 2 <= colors <= 256:
+        raise ValueError(f"colors must be between 2 and 256, or None; got {colors!r}")
+    px = _pixels(fig, dpi)
+    img = Image.fromarray(px)
+    if colors is not None and px.shape[-1] == 3:
+        img = img.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="WEBP", lossless=True, method=4, quality=100)
+    return buf.getvalue()
+
+
+FORMATS = {"png": to_png, "webp": to_webp}
 
 
 def plot_history(history: History, metrics: Sequence[str] = ("loss", "acc"),

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import http.server
+import io
 import os
 import shutil
 import threading
@@ -28,15 +30,47 @@ def require_chromium() -> str:
     return path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+#: The throttled profile a reader on a phone gets: 10 Mbit/s, 40 ms latency, a 4x slower CPU, 390 px.
+PHONE = {"mbit_s": 10, "latency_ms": 40, "cpu_slowdown": 4, "viewport": {"width": 390, "height": 844}}
+_COMPRESSIBLE = (".html", ".js", ".css", ".json", ".svg", ".txt", ".map", ".ipynb", ".ttf", ".eot")
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output readable
         pass
 
 
+class _GzipHandler(_QuietHandler):
+    """Like any static host (GitHub Pages, Netlify, nginx's gzip_static), text goes out gzipped."""
+
+    _cache: dict[str, bytes] = {}
+
+    def send_head(self):
+        path = self.translate_path(self.path)
+        if (not path.endswith(_COMPRESSIBLE) or "gzip" not in self.headers.get("Accept-Encoding", "")
+                or not os.path.isfile(path)):
+            return super().send_head()
+        key = f"{path}:{os.path.getmtime(path)}"
+        body = self._cache.get(key)
+        if body is None:
+            body = self._cache[key] = gzip.compress(Path(path).read_bytes(), compresslevel=6)
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
+
+
 @contextlib.contextmanager
-def serve(directory: Path):
-    """Serve ``directory`` over HTTP on a free loopback port; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def serve(directory: Path, compress: bool = False):
+    """Serve ``directory`` over HTTP on a free loopback port; yields the base URL.
+
+    ``compress`` gzips text (HTML, JS, CSS) as production static hosts do.
+    """
+    handler = functools.partial(_GzipHandler if compress else _QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -45,6 +79,52 @@ def serve(directory: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def require_axe() -> Path:
+    if not AXE_JS.exists():
+        pytest.skip(f"no axe-core at {AXE_JS}: run `npm ci` (package.json lists axe-core)")
+    return AXE_JS
+
+
+def axe_violations(page, impacts=("critical", "serious")) -> list[dict]:
+    """Run axe-core (served from node_modules, never a network) on the page; the violations of these impacts.
+
+    Each is ``{'id', 'impact', 'help', 'nodes': [target selectors]}``.
+    """
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(require_axe()))
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                       nodes: v.nodes.map(n => n.target.join(' '))}));
+    }""")
+    return [v for v in result if v["impact"] in impacts]
+
+
+def throttle(page, profile: dict = PHONE) -> None:
+    """Throttle network and CPU through Chromium's DevTools protocol (as Lighthouse's mobile profile does)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    bytes_s = profile["mbit_s"] * 1e6 / 8
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": profile["latency_ms"],
+                                                  "downloadThroughput": bytes_s, "uploadThroughput": bytes_s})
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": False})
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": profile["cpu_slowdown"]})
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Debian Chromium; yields Playwright's Browser."""
+    from playwright.sync_api import sync_playwright
+
+    exe = require_chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Sphinx extension for the book: keep every page self-contained and its scripts unique.
+"""Sphinx extension for the book: self-contained, light pages and honest buttons.
 
 * sphinx-thebe (pulled in by Jupyter Book 1) registers its inline config once
   per build pass, so incremental builds repeat it and the page throws
@@ -6,8 +6,35 @@
   buttons go to Binder, Colab and JupyterHub), so its scripts are dropped.
 * Any other script registered twice is kept once: a second copy of the widget
   manager would render every widget twice.
+* The theme loads Font Awesome twice: as a web font from its CSS, and as a
+  1.5 MB script that swaps each icon for an SVG. The web font is enough, so the
+  script is dropped from every page (a reader's first visit is 1.5 MB lighter).
+* MathJax (1.2 MB) is fetched after the experiments are drawn, not before: on a slow
+  phone it held up the first usable widget by seconds.
+* Figures drawn by code cells load lazily, so they do not hold up the experiments.
+* Buttons go only where something is set: with no ``repository.url`` in
+  ``_config.yml`` there is no repository, issue, edit or launch button, and a
+  launch button shows only when its own URL is set.
+* The ``.ipynb`` a reader downloads starts with a cell that installs coursekit
+  when it is missing (from the repository, when one is set).
 """
 from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# The theme's search field is named "Search" but shows "Search Ctrl+K": its name must contain its
+# text (axe-core: label-content-name-mismatch). Without the aria-label the name is the text.
+_SEARCH_LABEL = re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="[^"]*"')
+# sphinxcontrib-bibtex gives its role="list" entries the deprecated role doc-biblioentry, which
+# is no list item (axe-core: aria-required-children, critical).
+_BIBENTRY = re.compile(r'(<div class="citation"[^>]*?) role="doc-biblioentry"')
+# Figures that code cells drew are loaded lazily: the widget manager draws the experiments on the
+# page's `load` event, which would otherwise wait for every figure further down the page.
+_STATIC_FIGURE = re.compile(r'<img (?![^>]*\bloading=)([^>]*src="[^"]*_images/)')
+_FONTAWESOME_JS = re.compile(r'\s*<script[^>]*\ssrc="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>')
+#: The launch buttons' URL keys in the theme options, and each button's name.
+LAUNCH_URLS = ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url")
 
 
 def _key(js) -> tuple:
@@ -30,6 +57,78 @@ def clean_scripts(app, pagename, templatename, context, doctree) -> None:
     context["script_files"] = kept
 
 
+def _mathjax_later(html: str, mathjax_path: str) -> str:
+    """On a page with experiments, turn MathJax's script tag into one the browser neither fetches
+    nor runs: book/_static/widgets-assets.js fetches it once the experiments are drawn."""
+    if "widgets-assets.js" not in html:
+        return html
+    tag = re.compile(r'<script (?:defer="defer" |async="async" )?src="([^"]*' + re.escape(mathjax_path)
+                     + r'[^"]*)"(?: defer="defer"| async="async")?></script>')
+    return tag.sub(r'<script src="\1" type="text/x-coursekit-later"></script>', html)
+
+
+def only_buttons_with_targets(app, config) -> None:
+    """Turn off every header button whose target is not configured."""
+    opts = dict(config.html_theme_options or {})
+    repo = (opts.get("repository_url") or "").strip()
+    # Jupyter Book refuses these flags without a URL, so _config.yml leaves them off and they go on here.
+    for flag in ("use_repository_button", "use_issues_button", "use_edit_page_button"):
+        opts[flag] = bool(repo)
+    if not repo:
+        opts.pop("repository_url", None)
+    launch = dict(opts.get("launch_buttons") or {})
+    for key in LAUNCH_URLS:
+        if not repo or not (launch.get(key) or "").strip():
+            launch.pop(key, None)
+    if not any(k in launch for k in LAUNCH_URLS):
+        launch = {}
+    opts["launch_buttons"] = launch
+    config.html_theme_options = opts
+
+
+def install_cell(repository_url: str) -> str:
+    """The first cell of a downloaded chapter: install coursekit when the kernel lacks it."""
+    if repository_url:
+        how = f'%pip install -q "coursekit @ git+{repository_url.rstrip("/")}"'
+        return ("# This chapter uses the course's helper package, coursekit: install it if it is missing.\n"
+                "try:\n    import coursekit\nexcept ImportError:\n    " + how)
+    return ("# This chapter uses the course's helper package, coursekit. If the import fails, install it\n"
+            "# from a copy of the course repository with `pip install -e .` (or `make lab`).\n"
+            "import coursekit")
+
+
+def _downloads(app) -> None:
+    import nbformat
+
+    repo = (app.config.html_theme_options or {}).get("repository_url", "") or ""
+    for path in Path(app.outdir, "_sources").rglob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        cell = nbformat.v4.new_code_cell(install_cell(repo))
+        cell.id = "coursekit-install"
+        if nb.cells and nb.cells[0].get("id") == cell.id:
+            continue
+        nb.cells.insert(0, cell)
+        nbformat.write(nb, path)
+
+
+def finish(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    for page in out.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        lean = _FONTAWESOME_JS.sub("", text)
+        lean = _BIBENTRY.sub(r'\1 role="listitem"', _SEARCH_LABEL.sub(r"\1", lean))
+        lean = _mathjax_later(_STATIC_FIGURE.sub(r'<img loading="lazy" \1', lean), app.config.mathjax_path)
+        if lean != text:
+            page.write_text(lean, encoding="utf-8")
+    for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
+        (out / "_static" / "scripts" / name).unlink(missing_ok=True)
+    _downloads(app)
+
+
 def setup(app):
+    app.connect("config-inited", only_buttons_with_targets, priority=100)
     app.connect("html-page-context", clean_scripts, priority=900)
+    app.connect("build-finished", finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
