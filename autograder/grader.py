@@ -6,8 +6,8 @@
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
-import site
 import sys
 import tempfile
 import threading
@@ -63,9 +63,7 @@ def sandbox_paths(lab_dir: Path, out: Path, inputs: list[Path]) -> tuple[list[st
     hide = {ROOT, ROOT.parent if ROOT.parent != Path("/") else ROOT, lab_dir, lab_dir / "source", out,
             Path(tempfile.gettempdir()), Path("/root"), Path("/home"), Path("/run"), Path("/mnt"), Path("/media")}
     hide |= {p.resolve().parent if p.is_file() else p.resolve() for p in inputs}
-    keep = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-            str(Path(sys.executable).resolve().parent), str(ROOT / "coursekit"), str(ROOT / "autograder"),
-            *site.getsitepackages()}
+    keep = {str(ROOT / "coursekit"), str(ROOT / "autograder")}   # the sandbox adds the Python runtime itself
     import coursekit
     keep.add(str(Path(coursekit.__file__).resolve().parent))
     return [str(Path(h).resolve()) for h in hide if h.exists()], sorted(str(Path(k).resolve()) for k in keep)
@@ -80,6 +78,11 @@ def make_probes(lab: Lab, run_seed: int) -> list[Probe]:
         expected = decode(lab.expected([steps])[0])
         probes.append(Probe(c, steps, plain, expected))
     return probes
+
+
+def submission_seed(run_seed: int, student: str) -> int:
+    """Each submission's own input seed, so that answers cannot be copied between students."""
+    return int.from_bytes(hashlib.sha256(f"{run_seed}/{student}".encode()).digest()[:8], "big") >> 2
 
 
 def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int = 1,
@@ -127,12 +130,12 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
         pool = [WorkerProcess(hide, keep) for _ in range(min(workers, len(todo)))]   # they import torch meanwhile
         try:
             run_seed = seed if seed is not None else secrets.randbits(62)
-            probes = make_probes(lab, run_seed)
             isolation = pool[0].ready()["isolation"]
-            stats["uids"] = sorted(200_000 + w.ready()["pid"] for w in pool)
-            if isolation != "namespaces":
-                print(f"autograder: warning: weak isolation ({isolation}); student code runs with rlimits "
-                      "only and can read what this user can read", file=sys.stderr)
+            stats["uids"] = []
+            if isolation != "full":
+                print(f"autograder: WARNING: weak isolation: {isolation}. Student code is less contained "
+                      "than it should be (see autograder/README.md)", file=sys.stderr)
+            ref_lock = threading.Lock()     # reference answers run instructor code in a scratch cwd
             free = list(range(len(pool)))
             lock = threading.Lock()
 
@@ -140,6 +143,9 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
                 with lock:
                     w = free.pop()
                 try:
+                    sub_seed = submission_seed(run_seed, sub.student)
+                    with ref_lock:
+                        probes = make_probes(lab, sub_seed)
                     cells, notes = plan_cells(sub.notebook, lab.student)
                     limits_here = limits
                     try:
@@ -147,8 +153,6 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
                                              limits_here, [p.timeout or limits.probe_timeout for p in probes])
                     except WorkerError as e:
                         pool[w] = WorkerProcess(hide, keep)
-                        with lock:
-                            stats["uids"].append(200_000 + pool[w].ready()["pid"])
                         result = {"internal_error": str(e)}
                     if "internal_error" in result:
                         rec = Record(lab_name, sub.student, sub.sha256, sub.origin, "internal_error",
@@ -157,8 +161,9 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
                     else:
                         t = time.perf_counter()
                         result["isolation"] = isolation
-                        rec = make_record(lab, sub, run_seed, probes, result, cells, notes)
+                        rec = make_record(lab, sub, sub_seed, probes, result, cells, notes)
                         with lock:
+                            stats["uids"].append(result["uid"])
                             stats["judge_s"] += time.perf_counter() - t
                             stats["compute_s"] += float(result.get("compute_s") or 0)
                             stats["child_wall_s"] += float(result.get("wall_s") or 0)

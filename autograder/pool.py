@@ -1,20 +1,33 @@
-"""The grader's side of the pre-forked workers (see :mod:`autograder.worker`).
+"""The grader's side of the workers (see :mod:`autograder.sandbox.worker`); trusted code.
+
+Each submission gets a fresh uid here, unique in this grading run, so nothing a
+submission leaves behind (processes, files, kernel keys) belongs to the next one.
 
 >>> with WorkerProcess(hide=[], keep=[]) as w:                    # doctest: +SKIP
 ...     result = w.run(cells=[(0, "x = 1")], probes=[], limits=Limits(), probe_timeouts=[])
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 
 from .sandbox import Limits
-from .wire import FrameReader, WireError, frame
+from .sandbox.wire import FrameReader, WireError, frame
 
-PRELOAD = ["torch", "numpy", "coursekit", "coursekit.checks", "autograder.child"]
+PRELOAD = ["torch", "numpy", "coursekit", "coursekit.checks", "autograder.sandbox.child"]
+
+#: Submission uids: a random block of this run in [2**30, 2**31), counted up one per submission.
+_UIDS = itertools.count(2**30 + secrets.randbelow(2**29))
+
+
+def next_uid() -> int:
+    """A uid no earlier submission of this run had (and, with high probability, of any concurrent run)."""
+    return next(_UIDS)
 
 
 class WorkerError(RuntimeError):
@@ -32,13 +45,17 @@ def worker_env() -> dict:
 
 
 class WorkerProcess:
-    """One ``python -m autograder.worker`` process with torch already imported."""
+    """One ``python -m autograder.sandbox.worker`` process (and its fork server, with torch imported).
+
+    ``keep``: paths the child may read besides the Python runtime (read-only); ``hide``: paths
+    that must stay out of its reach even inside those.
+    """
 
     def __init__(self, hide: list[str], keep: list[str], preload: list[str] = PRELOAD):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = worker_env()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.sandbox.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
                                      start_new_session=True)
         self.reader = FrameReader(self.proc.stdout.fileno())
@@ -62,10 +79,16 @@ class WorkerProcess:
         return self.hello
 
     def run(self, cells: list, probes: list, limits: Limits, probe_timeouts: list[float]) -> dict:
-        """Grade one submission's cells and probes; returns the worker's raw result."""
+        """Grade one submission's cells and probes as a fresh uid; returns the worker's raw result.
+
+        The result has ``cells``, ``probes`` (plain data from the child), ``attempts``,
+        ``compute_s``, ``wall_s``, ``uid`` and ``protocol_error`` (``None`` unless the
+        child broke the protocol, in which case no answer of it counts).
+        """
         self.ready()
-        payload = json.dumps({"cells": cells, "probes": probes}).encode()
-        header = {"limits": limits.to_plain(), "probe_timeouts": probe_timeouts, "payload_bytes": len(payload)}
+        payload = json.dumps({"cells": cells, "probes": probes}, allow_nan=False).encode()
+        header = {"limits": limits.to_plain(), "probe_timeouts": [float(t) for t in probe_timeouts],
+                  "cells": [i for i, _ in cells], "uid": next_uid(), "payload_bytes": len(payload)}
         self._send(frame(header) + payload)
         try:
             return self.reader.read(time.monotonic() + limits.timeout + 120)   # + teardown of restarts

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from .compare import Mismatch, compare as compare_values
+from .compare import Mismatch, compare as compare_values, nonfinite
 from .plain import decode, encode
 from .plain import Seed
 from .probe import NotDefined, Step, call, get, named, ref, run_steps
@@ -93,6 +93,9 @@ class Case:
             return Mismatch("", error)
         if len(actual) != len(expected):
             return Mismatch("", f"expected {len(expected)} results, got {len(actual)}")
+        bad = nonfinite(expected, actual)      # before any custom compare, which NaN might slip through
+        if bad is not None:
+            return bad
         if self.compare is not None:
             reason = self.compare(expected, actual)
             return None if reason is None else Mismatch("", str(reason))

@@ -11,6 +11,11 @@ It never calls a method of a student object: both sides were decoded by
 True
 >>> compare(torch.ones(2), torch.ones(3)).reason
 'wrong shape: expected (2,), got (3,)'
+
+Custom comparisons (statistical checks of random draws) are written "pass only
+if within tolerance" with :func:`within` and :func:`inside`, so that NaN fails;
+and :func:`nonfinite` fails a NaN or infinity where the reference is finite
+before any custom comparison runs.
 """
 from __future__ import annotations
 
@@ -128,3 +133,93 @@ def compare(expected: Any, actual: Any, rtol: float = 1e-5, atol: float = 1e-7,
     if expected != actual:
         return Mismatch(where, "wrong value", f"expected {_short(expected)}, got {_short(actual)}")
     return None
+
+
+def _leaves(x: Any):
+    """Yield ``(path, value)`` for every number-like leaf of a decoded answer."""
+    if isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            for p, leaf in _leaves(v):
+                yield (i, *p), leaf
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            for p, leaf in _leaves(v):
+                yield (k, *p), leaf
+    elif type(x) is float or (isinstance(x, (torch.Tensor, np.ndarray)) and x.dtype not in (torch.bool, np.bool_)):
+        yield (), x
+
+
+def _not_finite(x: Any) -> np.ndarray:
+    a = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
+        return np.zeros(a.shape, dtype=bool)
+    return ~np.isfinite(a)
+
+
+def _at(x: Any, path: tuple) -> Any:
+    for k in path:
+        try:
+            x = x[k]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return x
+
+
+def nonfinite(expected: Any, actual: Any, where: str = "") -> Mismatch | None:
+    """A :class:`Mismatch` when ``actual`` holds NaN or infinity where ``expected`` is finite.
+
+    Leaves are paired by position (list index, dict key); a non-finite value with no
+    finite counterpart in ``expected`` at the same place also fails, unless the
+    reference is non-finite there too.
+
+    >>> nonfinite([1.0], [float("nan")]).reason
+    'nan where a finite number is expected'
+    >>> nonfinite([float("nan")], [float("nan")]) is None
+    True
+    """
+    for path, a in _leaves(actual):
+        bad = _not_finite(a)
+        if not bad.any():
+            continue
+        e = _at(expected, path)
+        if e is not None and isinstance(e, (float, torch.Tensor, np.ndarray)) and np.shape(e) == bad.shape:
+            bad = bad & ~_not_finite(e)
+            if not bad.any():
+                continue
+        first = np.asarray(a.numpy() if isinstance(a, torch.Tensor) else a)[bad].ravel()[0] if bad.ndim \
+            else (a.item() if isinstance(a, (torch.Tensor, np.ndarray)) else a)
+        at = where + "".join(f"[{k!r}]" for k in path)
+        return Mismatch(at, f"{float(np.real(first))} where a finite number is expected")
+    return None
+
+
+def within(value: Any, want: float, tol: float, what: str = "the value") -> str | None:
+    """``None`` only when ``value`` is a number within ``tol`` of ``want``; else the reason.
+
+    Written this way round a NaN fails, since ``abs(nan - want) <= tol`` is false.
+
+    >>> within(0.11, 0.1, 0.02) is None
+    True
+    >>> within(float("nan"), 0.1, 0.02)
+    'the value is nan: expected 0.1 ± 0.02'
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return f"{what} is not a number"
+    if abs(v - want) <= tol:
+        return None
+    return f"{what} is {v:.4g}: expected {want:.4g} ± {tol:.2g}"
+
+
+def inside(values: Any, low: float, high: float, what: str = "the values") -> str | None:
+    """``None`` only when every value lies in ``[low, high]`` (NaN does not); else the reason.
+
+    >>> inside(torch.tensor([0.5, 2.0]), 0.0, 1.0)
+    'the values must lie in [0, 1]: 1 of 2 do not'
+    """
+    a = np.asarray(values.detach().numpy() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    ok = (a >= low) & (a <= high)
+    if ok.all():
+        return None
+    return f"{what} must lie in [{low:g}, {high:g}]: {int((~ok).sum())} of {ok.size} do not"

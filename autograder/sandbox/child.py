@@ -1,7 +1,7 @@
 """The sandboxed child: run a submission's cells, then answer the judge's probes.
 
 Runs as PID 1 of its own namespaces, as an unprivileged user, under rlimits
-(see :mod:`autograder.sandbox`). It reports through one pipe, in plain data:
+(see :mod:`autograder.sandbox.jail`). It reports through one pipe, in plain data:
 
 - ``{"ev": "cell", "i": k, "phase": "start"}`` and ``... "phase": "end", "status": ...}``
 - ``{"ev": "probe", "j": k, "phase": "start"}`` and ``... "phase": "end", "answer": ...}``
