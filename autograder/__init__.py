@@ -9,6 +9,7 @@ CSV, Gradescope JSON and feedback (:mod:`autograder.export`).
 
     python -m autograder assign
     python -m autograder grade --lab 01_backprop submissions/ --out out/ --workers 2
+    python -m autograder export --lab 01_backprop --out out/
     python -m autograder export-gradescope --lab 01_backprop
 """
 __version__ = "0.1.0"

@@ -27,6 +27,8 @@ python3 -m venv /autograder/venv
 RUN = """#!/usr/bin/env bash
 # Gradescope runs this for each submission. It grades with the course's own autograder:
 # student code runs in a sandboxed child; the judge and the hidden tests stay out of its reach.
+# All of /autograder/submission is one student's; the grader picks the lab's notebook by its
+# name ({lab}.ipynb), else by the lab id in its metadata, else the newest, and says so in the output.
 set -uo pipefail
 HOME_DIR="${{AUTOGRADER_HOME:-/autograder}}"
 PY="${{AUTOGRADER_PYTHON:-$HOME_DIR/venv/bin/python}}"
@@ -34,19 +36,28 @@ OUT="$HOME_DIR/grading-out"
 chmod -R go-rwx "$HOME_DIR/source/labs/source"      # hidden tests: root only, even without namespaces
 rm -rf "$OUT" && mkdir -m 700 -p "$OUT" "$HOME_DIR/results"
 cd "$HOME_DIR/source"
-"$PY" -m autograder grade --lab {lab} "$HOME_DIR/submission" --out "$OUT" --workers 1 --timeout {timeout} --no-progress
-result=$(ls "$OUT"/results/*.json 2>/dev/null | head -n 1)
-if [ -n "$result" ]; then
-  cp "$result" "$HOME_DIR/results/results.json"
+"$PY" -m autograder grade --lab {lab} "$HOME_DIR/submission" --student submission --out "$OUT" \\
+  --workers 1 --timeout {timeout} --hidden-visibility {hidden_visibility} --no-progress 2> "$OUT/stderr.txt"
+code=$?
+cat "$OUT/stderr.txt" >&2
+if [ -f "$OUT/results/submission.json" ]; then
+  cp "$OUT/results/submission.json" "$HOME_DIR/results/results.json"
 else
-  echo '{{"score": 0, "output": "No notebook (.ipynb) was found in the submission."}}' > "$HOME_DIR/results/results.json"
+  # The grader did not run (broken set-up, missing packages): say so; it is not the student's fault.
+  details=$(tail -n 5 "$OUT/stderr.txt" 2>/dev/null | tr '\\n\\t' '  ' | tr -d '\\000-\\037' \\
+            | sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g' | cut -c1-1500)
+  printf '{{"score": 0, "output": "The autograder itself could not run (exit code %s). This is a set-up problem, not a problem with your notebook: please tell your instructor. Details: %s", "output_format": "text", "tests": []}}\\n' "$code" "$details" > "$HOME_DIR/results/results.json"
 fi
 """
 
 
-def export_bundle(lab: str, out: Path, labs_dir: Path = DEFAULT_LABS_DIR, timeout: float = 600) -> Path:
+def export_bundle(lab: str, out: Path, labs_dir: Path = DEFAULT_LABS_DIR, timeout: float = 600,
+                  hidden_visibility: str = "visible") -> Path:
     """Write the bundle for ``lab`` to the zip file ``out``; returns its path."""
     import torch
+    from .export import VISIBILITIES
+    if hidden_visibility not in VISIBILITIES:
+        raise ValueError(f"hidden_visibility must be one of {', '.join(VISIBILITIES)}; got {hidden_visibility!r}")
     find_lab(lab, labs_dir)
     labs_dir, out = Path(labs_dir), Path(out)
     student = labs_dir / f"{lab}.ipynb"
@@ -63,10 +74,12 @@ def export_bundle(lab: str, out: Path, labs_dir: Path = DEFAULT_LABS_DIR, timeou
             z.writestr(info, text)
 
         add_text("setup.sh", SETUP.format(torch=torch.__version__.split("+")[0]), 0o755)
-        add_text("run_autograder", RUN.format(lab=lab, timeout=int(timeout)), 0o755)
+        add_text("run_autograder", RUN.format(lab=lab, timeout=int(timeout), hidden_visibility=hidden_visibility),
+                 0o755)
         for pkg in ("autograder", "coursekit"):
-            for f in sorted((ROOT / pkg).glob("*.py")):
-                z.write(f, f"{pkg}/{f.name}")
+            for f in sorted((ROOT / pkg).rglob("*.py")):       # subpackages too (coursekit/checks)
+                if "__pycache__" not in f.parts:
+                    z.write(f, f.relative_to(ROOT).as_posix())
         z.write(find_lab(lab, labs_dir), f"labs/source/{lab}.ipynb")
         z.write(student, f"labs/{lab}.ipynb")
         z.write(checks, f"labs/checks/{lab}.json")

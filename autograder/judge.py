@@ -8,12 +8,13 @@ and checks that locked cells are intact.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from .gradebook import Record, TestResult
 from coursekit.checks.plain import PlainDataError, decode
 
-SEVERE = ("timeout", "memory_limit", "crash")
+from .gradebook import Record, TestResult
+from .status import SEVERE, Status
 
 
 @dataclass
@@ -79,68 +80,112 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
     return cells, notes + deleted
 
 
-def score_tests(probes: list[Probe], answers: list[dict]) -> list[TestResult]:
+def _answer_of(ans) -> tuple[object, str | None]:
+    """The decoded answer (a list of step results), or why it cannot be read. Never raises."""
+    try:
+        actual = decode(ans.get("answer"))
+        if type(actual) is not list:
+            raise PlainDataError("the answer is not a list of step results")
+        return actual, None
+    except PlainDataError as e:
+        return None, f"the answer could not be read as plain data: {e}"
+    except Exception as e:  # noqa: BLE001 - decoding raises only PlainDataError; this is a last guard
+        return None, f"the answer could not be read as plain data ({type(e).__name__})"
+
+
+def score_test(probe: Probe, ans) -> tuple[Status, str]:
+    """Status and message of one case, from the child's answer (plain data only)."""
+    c = probe.case
+    ans = ans if isinstance(ans, dict) else {"status": "crash", "message": "no answer"}
+    if ans.get("status") != "ok":
+        status = Status.of(ans.get("status"), Status.CRASH)
+        status = status if status in (Status.ERROR, *SEVERE) else Status.CRASH
+        return status, str(ans.get("message") or status.value)[:2000]
+    actual, why = _answer_of(ans)
+    if why:
+        return Status.FAILED, why
+    try:
+        m = c.judge(probe.expected, actual, None, probe.steps)
+    except Exception as e:  # noqa: BLE001 - a custom compare met an odd answer
+        return Status.FAILED, f"the answer has an unexpected form ({type(e).__name__})"
+    return (Status.PASSED, "") if m is None else (Status.FAILED, m.safe())
+
+
+def score_tests(probes: list[Probe], answers: list) -> list[TestResult]:
     """Score every case from the child's answers (plain data only)."""
     out = []
     counters: dict[str, int] = {}
-    for probe, ans in zip(probes, answers):
+    answers = answers if isinstance(answers, list) else []
+    for k, probe in enumerate(probes):
         c = probe.case
-        vis = "hidden" if c.hidden else "visible"
         if c.hidden:
             counters[c.question] = counters.get(c.question, 0) + 1
             name = f"{c.question}: hidden test {counters[c.question]}"
         else:
             name = f"{c.question}: {c.name}"
-        status, output = "failed", ""
-        ans = ans if isinstance(ans, dict) else {"status": "crash", "message": "no answer"}
-        if ans.get("status") == "ok":
-            try:
-                actual = decode(ans.get("answer"))
-                if type(actual) is not list:
-                    raise PlainDataError("the answer is not a list of step results")
-            except PlainDataError as e:
-                status, output = "failed", f"the answer could not be read as plain data: {e}"
-            else:
-                try:
-                    m = c.judge(probe.expected, actual, None, probe.steps)
-                except Exception as e:  # noqa: BLE001 - a custom compare met an odd answer
-                    status, output = "failed", f"the answer has an unexpected form ({type(e).__name__})"
-                else:
-                    status, output = ("passed", "") if m is None else ("failed", m.safe())
-        else:
-            status = ans.get("status") if ans.get("status") in ("error", *SEVERE) else "crash"
-            output = str(ans.get("message") or status)[:2000]
-        score = c.points if status == "passed" else 0.0
-        out.append(TestResult(c.question, name, score, c.points, status, output, vis))
+        status, output = score_test(probe, answers[k] if k < len(answers) else None)
+        score = c.points if status == Status.PASSED else 0.0
+        out.append(TestResult(c.question, name, score, c.points, status, output, "hidden" if c.hidden else "visible"))
     return out
 
 
-def submission_status(tests: list[TestResult]) -> str:
+def submission_status(tests: list[TestResult]) -> Status:
     """``graded``, or the first severe test status (timeout, memory_limit, crash)."""
     for s in SEVERE:
         if any(t.status == s for t in tests):
             return s
-    return "graded"
+    return Status.GRADED
+
+
+def _cell_index(key) -> int | None:
+    """A cell index from the child's result, or ``None`` for anything that is not one (``true``, ``"x"``)."""
+    if type(key) is int:
+        return key
+    if isinstance(key, str) and re.fullmatch(r"-?[0-9]{1,9}", key):
+        return int(key)
+    return None
+
+
+def failed_cells(result: dict, cells: list) -> list[dict]:
+    """The cells that did not run cleanly, as ``{"cell", "status", "message"}``, in order."""
+    labels = {i: label for i, label, _ in cells}
+    raw = result.get("cells")
+    found = []
+    for key, info in (raw.items() if isinstance(raw, dict) else []):
+        i = _cell_index(key)
+        if i is None or not isinstance(info, dict) or info.get("status") == "ok":
+            continue
+        where = f"cell {i} ({labels.get(i, '?')})" if i >= 0 else "between cells"
+        found.append((i, {"cell": where, "status": Status.of(info.get("status"), Status.CRASH).value,
+                          "message": str(info.get("message"))[:2000]}))
+    return [log for _, log in sorted(found, key=lambda t: t[0])]
+
+
+def written_answers(submission, written: list) -> dict[str, str]:
+    """The student's text for each written question (the cell its declaration names)."""
+    by_id = {_gid(c): c for c in submission.cells if _gid(c)}
+    out = {}
+    for w in written:
+        cell = by_id.get(w.cell)
+        text = "" if cell is None else str(cell.source)
+        out[w.question] = text if text.strip() != "YOUR ANSWER HERE" else ""
+    return out
 
 
 def make_record(lab, sub, run_seed: int, probes: list[Probe], result: dict,
                 cells: list, notes: list[str]) -> Record:
     tests = score_tests(probes, result.get("probes", []))
-    labels = {i: label for i, label, _ in cells}
-    cell_logs = []
-    for key, info in sorted(result.get("cells", {}).items(), key=lambda kv: int(kv[0])):
-        i = int(key)
-        if not isinstance(info, dict) or info.get("status") == "ok":
-            continue
-        where = f"cell {i} ({labels.get(i, '?')})" if i >= 0 else "between cells"
-        cell_logs.append({"cell": where, "status": str(info.get("status")), "message": str(info.get("message"))[:2000]})
+    cell_logs = failed_cells(result, cells)
     status = submission_status(tests)
     msg_parts = []
     if cell_logs:
         msg_parts.append(f"{len(cell_logs)} cell(s) failed")
     if notes:
         msg_parts.append("; ".join(notes))
+    number = lambda x: float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None  # noqa: E731
     return Record(lab.name, sub.student, sub.sha256, sub.origin, status, "; ".join(msg_parts),
                   sum(t.score for t in tests), lab.max_score, tests, notes,
-                  {"cells": cell_logs, "attempts": result.get("attempts"), "compute_s": result.get("compute_s"),
-                   "wall_s": result.get("wall_s"), "isolation": result.get("isolation")}, run_seed)
+                  {"cells": cell_logs, "attempts": number(result.get("attempts")),
+                   "compute_s": number(result.get("compute_s")), "wall_s": number(result.get("wall_s")),
+                   "isolation": str(result.get("isolation"))}, run_seed,
+                  answers=written_answers(sub.notebook, getattr(lab, "written", [])))

@@ -34,6 +34,7 @@ class Lab:
     student: object           # the student version, made in memory from the source
     cases: list = field(default_factory=list)
     reference: dict = field(default_factory=dict)
+    written: list = field(default_factory=list)      # coursekit.checks.Written, marked by hand
 
     @property
     def max_score(self) -> float:
@@ -93,7 +94,19 @@ def load_lab(name: str, labs_dir: Path = DEFAULT_LABS_DIR) -> Lab:
     cases = [c for c in checks.cases() if c.lab == name]
     if not cases:
         raise LabError(f"{path}: declares no cases; call use_lab({name!r}) and case(...) in its test cells")
-    return Lab(name, Path(labs_dir), path, source, student, cases, ns)
+    written = [w for w in checks.written_questions() if w.lab == name]
+    ids = {c.get("id") for c in source.cells}
+    for w in written:
+        if w.cell not in ids:
+            raise LabError(f"{path}: written question {w.question!r} names the answer cell {w.cell!r}, "
+                           f"which the notebook does not have; give the answer cell that id")
+    return Lab(name, Path(labs_dir), path, source, student, cases, ns, written)
+
+
+def lab_info(lab: Lab) -> dict:
+    """What exports need to know about a lab, stored in the gradebook."""
+    return {"questions": lab.questions, "max_score": lab.max_score,
+            "written": [w.to_plain() for w in lab.written]}
 
 
 def visible_expectations(lab: Lab) -> dict:

@@ -38,7 +38,7 @@ from .plain import Seed
 from .probe import NotDefined, Step, call, get, named, ref, run_steps
 
 __all__ = ["use_lab", "require_setup", "case", "check", "run_check", "needs", "call", "get", "ref", "named", "Seed",
-           "Case", "CheckResult"]
+           "Case", "CheckResult", "written", "Written"]
 
 #: "student" (run self-checks), "collect" (the autograder reads the cases) or "grading" (sandboxed child).
 MODE = os.environ.get("COURSEKIT_CHECKS_MODE", "student")
@@ -46,6 +46,7 @@ CHECKS_DIR_ENV = "COURSEKIT_CHECKS_DIR"
 
 _lab: str | None = None
 _cases: dict[str, "Case"] = {}
+_written: dict[str, "Written"] = {}
 _hidden_block = False   # set by the autograder while it runs a hidden-tests block
 
 
@@ -117,6 +118,7 @@ def use_lab(name: str) -> None:
         raise ValueError(f"use_lab needs the lab's name, such as '03_optimizers'; got {name!r}")
     _lab = name
     _cases.clear()
+    _written.clear()
 
 
 def require_setup(lab: str) -> None:
@@ -197,6 +199,50 @@ def case(question: str, name: str, points: float, *, fn: str | None = None,
              timeout, hidden or _hidden_block)
     _cases[c.key] = c
     return c
+
+
+@dataclass
+class Written:
+    """A free-text question the instructor marks by hand (see :func:`written`)."""
+    lab: str
+    question: str
+    points: float
+    rubric: str
+    cell: str            # grade id of the (markdown) cell that holds the answer
+
+    def to_plain(self) -> dict:
+        return {"question": self.question, "points": self.points, "rubric": self.rubric, "cell": self.cell}
+
+
+def written(question: str, points: float, rubric: str, cell: str | None = None) -> Written:
+    """Declare a written question worth ``points``, marked by hand against ``rubric``.
+
+    The answer is the cell with id ``cell`` (default ``"<question>-answer"``), a
+    markdown cell whose text is inside ``### BEGIN SOLUTION`` / ``### END SOLUTION``
+    in the instructor's source. The autograder collects the answers into one file
+    per question and takes the marks back from a CSV.
+
+    >>> use_lab("demo"); w = written("w1", 2, "2: names both effects; 1: one")   # doctest: +SKIP
+    """
+    if _lab is None:
+        raise RuntimeError("call use_lab('<lab name>') before declaring written questions")
+    if not (isinstance(question, str) and question):
+        raise ValueError(f"written: question must be a non-empty string such as 'w1'; got {question!r}")
+    if not (isinstance(points, (int, float)) and not isinstance(points, bool) and points > 0):
+        raise ValueError(f"written {question}: points must be a number > 0; got {points!r}")
+    if not (isinstance(rubric, str) and rubric.strip()):
+        raise ValueError(f"written {question}: rubric must say how the points are given; got {rubric!r}")
+    w = Written(_lab, question, float(points), rubric, cell or f"{question}-answer")
+    _written[question] = w
+    if MODE == "student":
+        print(f"{question} ({points:g} point{'s' if points != 1 else ''}): a written answer, marked by the "
+              f"instructor. Write it in the cell {w.cell!r} below.")
+    return w
+
+
+def written_questions() -> list[Written]:
+    """All written questions declared so far in the current lab, in order."""
+    return list(_written.values())
 
 
 def cases() -> list[Case]:

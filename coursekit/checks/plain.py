@@ -137,7 +137,10 @@ def _read_array(spec: Any, to_tensor: bool) -> Any:
         raise PlainDataError(f"malformed array data: {e}") from e
     if a.size != math.prod(shape):
         raise PlainDataError(f"array data does not match its shape {shape}")
-    a = a.reshape(shape).copy()       # owns its memory (frombuffer's is read-only)
+    try:
+        a = a.reshape(shape).copy()   # owns its memory (frombuffer's is read-only)
+    except ValueError as e:           # e.g. an empty array of shape [0, 2**64]
+        raise PlainDataError(f"malformed array shape {shape}: {e}") from e
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
     return torch.from_numpy(a) if to_tensor else a
