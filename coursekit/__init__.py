@@ -1,22 +1,23 @@
 """coursekit: the small helper package behind the book and the labs.
 
 One module per job: ``device`` (device and seeding), ``data`` (offline data
-sets), ``models`` (MLP builder and init), ``train`` (training loop, history,
-callbacks), ``sweep`` (K models trained in one vectorized pass), ``plots``
+sets, MNIST-1D among them), ``stats`` (seeds: mean, spread, paired comparisons),
+``models`` (MLP builder and init), ``train`` (training loop, history, callbacks), ``sweep`` (K models trained in one vectorized pass), ``plots``
 (matplotlib helpers), ``widgets`` (experiments that are live in JupyterLab
 and precomputed in the static book), ``diagnose`` (reads a learning curve) and
 ``checks`` (the labs' self-checks).
 """
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, plot_examples
 from .device import describe_device, get_device, seed_everything
 from .diagnose import Diagnosis, diagnose
 from .models import count_parameters, init_weights, mlp
+from .stats import compare, seed_grid, summarize, verdict
 from .sweep import Sweep, SweepHistory, train_sweep
 from .train import (Callback, EarlyStopping, History, LivePlot, ModelCheckpoint, Trainer,
                     atomic_save, fit, make_optimizer)
 
 __all__ = [
-    "Dataset", "load_dataset", "describe_device", "get_device", "seed_everything",
+    "Dataset", "load_dataset", "plot_examples", "compare", "seed_grid", "summarize", "verdict", "describe_device", "get_device", "seed_everything",
     "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
     "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
     "Sweep", "SweepHistory", "train_sweep", "Diagnosis", "diagnose",

@@ -1,25 +1,37 @@
-"""Vectorized sweeps: train K copies of an MLP that differ in hyperparameters, all at once.
+"""Vectorized sweeps: train K copies of a model that differ in hyperparameters, all at once.
 
 The K models' parameters live in one tensor ``w`` of shape ``[K, P]`` (one row
-per model). Each ``Linear`` layer becomes one batched matrix product over the
-leading K dimension (``torch.baddbmm``), and the optimizer update is a handful
-of element-wise operations on ``[K, P]`` tensors whose hyperparameters are
-``[K, 1]`` columns. Gradients come from backprop written out with the same
-batched products (dW = dz^T a, db = sum of dz, da = dz W); autograd is used only
-for activations without a formula here. Taking autograd's bookkeeping out of the
-loop about halves the CPU time per step. So a 16-model learning-rate sweep
-costs about two single-model runs, not sixteen (benchmarks/bench_sweep.py), and
-it runs on the GPU when there is one.
+per model), and the optimizer update is a handful of element-wise operations on
+``[K, P]`` tensors whose hyperparameters are ``[K, 1]`` columns. Two paths
+compute the gradients:
 
-Supported models: ``nn.Sequential`` of ``nn.Linear`` and element-wise
-activations (what ``coursekit.mlp`` builds without batch norm or dropout).
-Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``; the
-batch order is shared by all K models or given per model (``fit(data_seed=...)``).
+- **fast** (plain MLPs: ``nn.Linear`` and element-wise activations, what
+  ``coursekit.mlp`` builds without batch norm or dropout). Each ``Linear`` is one
+  batched matrix product over the leading K dimension (``torch.baddbmm``), and
+  backprop is written out with the same products (dW = dz^T a, db = sum of dz,
+  da = dz W); taking autograd's bookkeeping out of the loop about halves the CPU
+  time per step.
+- **general** (any ``nn.Module`` of the course: batch norm, dropout, ``Conv1d``,
+  ...), built on ``torch.func``: ``vmap`` of ``grad`` of ``functional_call`` over
+  the K rows of ``w``. Batch norm keeps running statistics per model (its buffers
+  are stacked along K, as ``torch.func.stack_module_state`` does) and uses them in
+  eval mode. Every ``nn.Dropout`` draws its masks from its model's own generator
+  (:func:`mask_generator`), so masks differ between models and model k's run does
+  not depend on which other models share the sweep; any other random layer draws
+  from torch's generator with ``randomness="different"``.
+
+So a 16-model sweep costs a few single-model runs, not sixteen
+(``benchmarks/bench_sweep.py``), and it runs on the GPU when there is one. Each
+model trains exactly as it would alone with ``torch.optim`` and
+``torch.optim.lr_scheduler`` (``tests/test_sweep.py`` checks it, optimizer by
+optimizer). Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``;
+the batch order is shared by all K models or given per model (``fit(data_seed=...)``).
 
 Nothing is ever summed across models, so a model that diverges keeps its NaN
 and inf to itself; ``history.diverged_step`` records where it happened.
 
 >>> import torch
+>>> from torch import nn
 >>> from coursekit import load_dataset, mlp
 >>> data = load_dataset("moons", n=200, seed=0)
 >>> sweep = Sweep(lambda: mlp(2, 2, width=16), K=4, optimizer="momentum",
@@ -27,21 +39,39 @@ and inf to itself; ``history.diverged_step`` records where it happened.
 >>> history = sweep.fit(data, epochs=2, batch_size=32)
 >>> history.val_loss.shape          # [K, epochs]
 torch.Size([4, 2])
+
+Seeds are an axis like any other: five seeds of two dropout rates of a
+batch-norm MLP, with a cosine schedule, in one pass (the general path):
+
+>>> from coursekit.stats import seed_grid, verdict
+>>> g = seed_grid(5, dropout=[0.0, 0.5])
+>>> sweep = Sweep(lambda: mlp(2, 2, width=64, batch_norm=True, dropout=0.5), K=10,
+...               optimizer="rmsprop", lr=1e-3, dropout=g["dropout"], seed=g["seed"],
+...               scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 2))
+>>> acc = sweep.fit(data, epochs=2).val_acc[:, -1].view(2, 5)
+>>> line = verdict(acc[1], acc[0], "dropout 0.5", "none")   # '... -> no clear difference'
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .data import Dataset
-from .device import get_device
+from .device import get_device, live_mode
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
+PATHS = ("auto", "fast", "general")
+SCHEDULER_INTERVALS = ("epoch", "step")
+# a progress bar appears (live notebooks only) once a fit has run this long
+PROGRESS_DELAY_S = 3.0
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
                nn.SiLU, nn.Softplus)
@@ -55,8 +85,9 @@ _DERIVATIVE = {
     nn.Sigmoid: lambda m, dz, h, a: dz * (a * (1 - a)),
     nn.Identity: lambda m, dz, h, a: dz,
 }
-_DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "adam": 0.0, "adamw": 0.0}
-_DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "adam": 0.0, "adamw": 1e-2}
+_DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "rmsprop": 0.0, "adam": 0.0, "adamw": 0.0}
+_DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "rmsprop": 0.0, "adam": 0.0,
+                         "adamw": 1e-2}
 
 Numbers = float | Sequence[float] | torch.Tensor
 
@@ -124,10 +155,11 @@ class SweepHistory:
     """What a :meth:`Sweep.fit` call recorded; every tensor has the K models along dim 0.
 
     ``step_loss`` is [K, steps] (the mini-batch loss, as ``History.step_loss``);
-    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` are [K, epochs]
-    (accuracies are NaN for regression). ``diverged_step`` is [K]: the first
-    step (counted from 0 within this call) whose loss was NaN or inf, or -1.
-    ``hparams`` holds each model's hyperparameters as [K] tensors, for labels.
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` and ``lr`` are [K, epochs]
+    (accuracies are NaN for regression; ``lr`` is logged as ``History.lr`` is, after
+    the epoch's steps and before an epoch-level scheduler step). ``diverged_step`` is
+    [K]: the first step (counted from 0 within this call) whose loss was NaN or inf,
+    or -1. ``hparams`` holds each model's hyperparameters as [K] tensors, for labels.
     """
 
     step_loss: torch.Tensor
@@ -137,6 +169,7 @@ class SweepHistory:
     val_acc: torch.Tensor
     diverged_step: torch.Tensor
     hparams: dict = field(default_factory=dict)
+    lr: torch.Tensor | None = None
 
     @property
     def diverged(self) -> torch.Tensor:
@@ -151,32 +184,177 @@ class SweepHistory:
         return int(self.train_loss.shape[1])
 
 
+# -- the general path: any module, through torch.func --------------------------------------
+def mask_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of a model's dropout masks in a sweep, derived from its ``seed``.
+
+    Each step, every ``nn.Dropout`` (in forward order) of model k draws
+    ``u = torch.rand(x.shape, generator=g)`` and multiplies its input ``x`` by
+    ``(u < 1 - p) / (1 - p)``, with ``g = mask_generator(seed[k])``. The stream is
+    mixed from the seed, so it is not the stream that drew the initial weights.
+
+    >>> u = torch.rand(3, generator=mask_generator(0))
+    """
+    mixed = int(np.random.SeedSequence([int(seed) % 2**64, 0xD5]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(mixed)
+
+
+class _MaskedDropout(nn.Module):
+    """``nn.Dropout`` whose mask the sweep hands in (one per model, from that model's generator)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p, self.mask, self.seen = p, None, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.shape  # the shape probe reads it
+        if not self.training:
+            return x
+        if self.mask is None:
+            raise RuntimeError("internal: a sweep dropout layer ran without its mask")
+        return x * self.mask
+
+
+_SCALED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # init_scale multiplies these weights
+
+
+class _Functional:
+    """K copies of one architecture as a function of the flat rows of ``w`` [K, P] (torch.func)."""
+
+    def __init__(self, models: list[nn.Module], init_scale: torch.Tensor, device: torch.device):
+        net = models[0]
+        self.names = [n for n, _ in net.named_parameters()]
+        if not self.names:
+            raise ValueError("model_fn must build a model with parameters to train")
+        self.shapes = [p.shape for _, p in net.named_parameters()]
+        self.sizes = [p.numel() for _, p in net.named_parameters()]
+        spec = self._spec(net)
+        for k, m in enumerate(models[1:], 1):
+            if self._spec(m) != spec:
+                raise ValueError("model_fn must build the same architecture every time; "
+                                 f"model {k} differs from model 0")
+        scaled = {f"{name}.weight" if name else "weight" for name, m in net.named_modules()
+                  if isinstance(m, _SCALED)}
+        self.w = torch.stack([torch.cat([(p.detach().float() * (float(c) if n in scaled else 1.0)).flatten()
+                                         for n, p in m.named_parameters()])
+                              for m, c in zip(models, init_scale)]).to(device)
+        # per-model buffers (batch norm's running statistics), stacked along K
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n].detach() for m in models]).to(device)
+                        for n, _ in net.named_buffers()}
+        self.buffers = {n: b.float() if b.is_floating_point() else b for n, b in self.buffers.items()}
+        base = copy.deepcopy(net)
+        self.dropouts: list[_MaskedDropout] = []
+        for name, m in list(base.named_modules()):
+            if type(m) is nn.Dropout:
+                parent, _, child = name.rpartition(".")
+                layer = _MaskedDropout(m.p)
+                base.get_submodule(parent)._modules[child] = layer
+                self.dropouts.append(layer)
+        self.base = base.to("meta")  # the architecture only; functional_call brings the tensors
+        self.device = device
+        self._shape_cache: dict[tuple, list] = {}
+        self._grad_fns: dict[tuple, Callable] = {}
+        self._loss_fn: Callable = F.cross_entropy
+
+    @staticmethod
+    def _spec(net: nn.Module) -> tuple:
+        return (tuple((n, tuple(p.shape)) for n, p in net.named_parameters()),
+                tuple((n, tuple(b.shape)) for n, b in net.named_buffers()),
+                tuple(type(m).__name__ for m in net.modules()))
+
+    def params(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One model's parameters as views into its row of ``w`` (inside vmap, a [P] tensor)."""
+        return {n: c.view(shape) for n, c, shape in zip(self.names, row.split(self.sizes), self.shapes)}
+
+    def probe(self, example_shape: tuple) -> tuple[tuple, list]:
+        """Output shape and dropout input shapes for one model's input of ``example_shape``,
+        worked out on the meta device (no arithmetic)."""
+        if example_shape not in self._shape_cache:
+            self.base.eval()
+            with torch.no_grad():
+                out = self.base(torch.empty(example_shape, device="meta"))
+            self._shape_cache[example_shape] = (tuple(out.shape), [d.seen for d in self.dropouts])
+        return self._shape_cache[example_shape]
+
+    def _loss_one(self, row, buffers, x, y, masks):
+        for layer, mask in zip(self.dropouts, masks):
+            layer.mask = mask
+        try:
+            out = torch.func.functional_call(self.base, (self.params(row), buffers), (x,))
+        finally:
+            for layer in self.dropouts:
+                layer.mask = None
+        loss = self._loss_fn(out, y)
+        return loss, (loss, out)
+
+    def step(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
+             classification: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(grad [K, P], loss [K], out [K, B, ...]) of every model on its batch, in train mode.
+
+        ``x`` is [B, ...] (the same batch for all) or [K, B, ...]; batch norm's running
+        statistics are updated in place, per model.
+        """
+        # a leading K dimension, beyond the batch's, means one batch per model
+        key = (x.dim() > len(self._example) + 1, y.dim() > self._y_dims + 1, classification)
+        fn = self._grad_fns.get(key)
+        if fn is None:
+            in_dims = (0, 0, 0 if key[0] else None, 0 if key[1] else None, 0)
+            fn = self._grad_fns[key] = torch.func.vmap(
+                torch.func.grad(self._loss_one, has_aux=True), in_dims=in_dims, randomness="different")
+        self._loss_fn = F.cross_entropy if classification else F.mse_loss
+        self.base.train()
+        grad, (loss, out) = fn(w, self.buffers, x, y, masks)
+        return grad, loss, out
+
+    def bind(self, example: tuple, y_dims: int) -> None:
+        """Remember one model's input shape (without the batch) and target rank, to read vmap's dims."""
+        self._example, self._y_dims = example, y_dims
+
+    @torch.no_grad()
+    def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """All K models' outputs for a shared batch ``x`` in eval mode: [K, N, ...]."""
+        self.base.eval()
+        fn = torch.func.vmap(lambda row, buffers, xb: torch.func.functional_call(
+            self.base, (self.params(row), buffers), (xb,)), in_dims=(0, 0, None), randomness="different")
+        return torch.cat([fn(w, self.buffers, x[i:i + 1024]) for i in range(0, len(x), 1024)], dim=1)
+
+
 # -- the sweep -----------------------------------------------------------------------------
 class Sweep:
-    """K copies of the MLP built by ``model_fn``, trained together in one vectorized pass.
+    """K copies of the model built by ``model_fn``, trained together in one vectorized pass.
 
     Every hyperparameter below is a number (shared by all K models) or a
     sequence / 1-D tensor of K numbers (one per model).
 
-    - ``model_fn``: a function of no arguments returning an ``nn.Sequential`` of
-      ``nn.Linear`` and element-wise activations, e.g. ``lambda: mlp(64, 10)``
-      (batch norm and dropout are not supported). It is called once per model
-      with torch's RNG seeded by ``seed[k]``, so model k starts exactly where
-      ``torch.manual_seed(seed[k]); model_fn()`` would; the global RNG is left untouched.
-    - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'adam'`` or
-      ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
-      Updates follow ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` step for step.
-    - ``lr``, ``weight_decay`` (L2 for SGD and Adam, decoupled for AdamW;
-      default 0, or 1e-2 for AdamW as in torch), ``momentum`` (SGD family;
-      default 0 for 'sgd', 0.9 for 'momentum' and 'nesterov'), ``betas`` (a pair,
-      each a number or K numbers) and ``eps`` (Adam family).
-    - ``init_scale``: multiplies every ``Linear`` weight (not the biases) after init.
+    - ``model_fn``: a function of no arguments returning the model, e.g.
+      ``lambda: mlp(40, 10, batch_norm=True, dropout=0.3)`` or a small CNN. It is
+      called once per model with torch's RNG seeded by ``seed[k]``, so model k
+      starts exactly where ``torch.manual_seed(seed[k]); model_fn()`` would; the
+      global RNG is left untouched. Plain MLPs take the fast path, other modules the
+      general path (``path="general"`` forces it; ``path="fast"`` insists on the fast one).
+    - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'rmsprop'``, ``'adam'``
+      or ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
+      Updates follow ``torch.optim.SGD`` / ``RMSprop`` / ``Adam`` / ``AdamW`` step for step.
+    - ``lr``, ``weight_decay`` (L2 for SGD, RMSProp and Adam, decoupled for AdamW;
+      default 0, or 1e-2 for AdamW as in torch), ``momentum`` (SGD family and
+      RMSProp; default 0 for 'sgd' and 'rmsprop', 0.9 for 'momentum' and 'nesterov'),
+      ``alpha`` (RMSProp's smoothing, default 0.99), ``betas`` (a pair, each a number
+      or K numbers) and ``eps`` (Adam family and RMSProp).
+    - ``dropout``: None keeps each ``nn.Dropout``'s own rate; a number or K numbers
+      set the rate of every ``nn.Dropout`` of model k (0 switches it off).
+    - ``scheduler``: a function of a torch optimizer that returns a
+      ``torch.optim.lr_scheduler`` object, as for ``Trainer`` (or K such functions).
+      Each model gets its own scheduler on a stand-in optimizer with its
+      hyperparameters, stepped every epoch (``ReduceLROnPlateau`` with the model's
+      validation loss) or every batch with ``scheduler_interval="step"``; the
+      learning rate, momentum and betas it sets are the ones the model trains with.
+    - ``init_scale``: multiplies every ``Linear`` and ``Conv`` weight (not biases) after init.
     - ``grad_clip``: clip each model's own gradient norm, as ``clip_grad_norm_``.
     - ``loss``: ``'auto'`` (cross-entropy for classification, MSE for regression),
       ``'cross_entropy'`` or ``'mse'``; always the mean over the batch, per model.
 
-    The state (weights, optimizer moments, step count) persists, so a second
-    :meth:`fit` continues training.
+    The state (weights, buffers, optimizer moments, schedulers, step count)
+    persists, so a second :meth:`fit` continues training.
 
     >>> from coursekit import load_dataset, mlp
     >>> sweep = Sweep(lambda: mlp(64, 10), K=12, optimizer="adam", lr=torch.logspace(-4, 0, 12))
@@ -186,9 +364,11 @@ class Sweep:
 
     def __init__(self, model_fn: Callable[[], nn.Module], K: int, *, optimizer: str | Sequence[str] = "adam",
                  lr: Numbers = 1e-3, weight_decay: Numbers | None = None, momentum: Numbers | None = None,
-                 betas: tuple[Numbers, Numbers] = (0.9, 0.999), eps: Numbers = 1e-8,
-                 init_scale: Numbers = 1.0, seed: int | Sequence[int] = 0, grad_clip: float | None = None,
-                 loss: str = "auto", device: torch.device | str | None = None):
+                 alpha: Numbers = 0.99, betas: tuple[Numbers, Numbers] = (0.9, 0.999), eps: Numbers = 1e-8,
+                 dropout: Numbers | None = None, init_scale: Numbers = 1.0, seed: int | Sequence[int] = 0,
+                 grad_clip: float | None = None, loss: str = "auto",
+                 scheduler: Callable | Sequence[Callable] | None = None, scheduler_interval: str = "epoch",
+                 path: str = "auto", device: torch.device | str | None = None):
         if isinstance(model_fn, nn.Module) or not callable(model_fn):
             raise TypeError("model_fn must be a function that builds the model, e.g. "
                             f"lambda: mlp(64, 10); got {type(model_fn).__name__}")
@@ -196,6 +376,11 @@ class Sweep:
             raise ValueError(f"K must be a positive int; got {K!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}")
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {', '.join(map(repr, PATHS))}; got {path!r}")
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(f"scheduler_interval must be one of {', '.join(map(repr, SCHEDULER_INTERVALS))}; "
+                             f"got {scheduler_interval!r}")
         if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float))
                                       or not grad_clip > 0):
             raise ValueError(f"grad_clip must be None or a positive number; got {grad_clip!r}")
@@ -210,15 +395,23 @@ class Sweep:
                                        if weight_decay is None else weight_decay, K, low=0.0),
             "momentum": _per_model("momentum", [_DEFAULT_MOMENTUM[n] for n in names]
                                    if momentum is None else momentum, K, low=0.0, high=1.0, high_open=True),
+            "alpha": _per_model("alpha", alpha, K, low=0.0, high=1.0),
             "beta1": _per_model("betas[0]", betas[0], K, low=0.0, high=1.0, high_open=True),
             "beta2": _per_model("betas[1]", betas[1], K, low=0.0, high=1.0, high_open=True),
             "eps": _per_model("eps", eps, K, low=0.0),
             "init_scale": _per_model("init_scale", init_scale, K, low=0.0),
         }
+        if dropout is not None:
+            self.hparams["dropout"] = _per_model("dropout", dropout, K, low=0.0, high=1.0, high_open=True)
         self.seeds = _per_model_seed("seed", seed, K)
         self.optimizers = names
+        self.path = path
         self._build()
         self.step = 0  # optimizer steps taken so far (Adam's bias correction needs it)
+        # the hyperparameters a scheduler may change as training goes
+        self._live = {n: self.hparams[n].clone() for n in ("lr", "momentum", "beta1", "beta2")}
+        self.scheduler_interval = scheduler_interval
+        self.schedulers = None if scheduler is None else self._make_schedulers(scheduler)
 
     # -- parameters --------------------------------------------------------------------
     def _make_one(self, k: int) -> nn.Module:
@@ -227,9 +420,25 @@ class Sweep:
             return self.model_fn()
 
     def _build(self) -> None:
+        models = [self._make_one(k) for k in range(self.K)]
+        for m in models:
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"model_fn must return an nn.Module; got {type(m).__name__}")
+        fast = self.path == "fast" or (self.path == "auto" and _is_plain_mlp(models[0]))
+        self._func: _Functional | None = None
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        if not fast:
+            self._func = _Functional(models, self.hparams["init_scale"], self.device)
+            self.w, self.buffers = self._func.w, self._func.buffers
+            self.grad = torch.zeros_like(self.w)
+            self._setup_dropout()
+            return
+        self.buffers = {}
+        if "dropout" in self.hparams:
+            raise ValueError("dropout= sets the rate of the model's nn.Dropout layers, but model_fn builds "
+                             "none; build it with one, e.g. mlp(..., dropout=0.5)")
         rows, spec = [], None
-        for k in range(self.K):
-            net = self._make_one(k)
+        for k, net in enumerate(models):
             layers = _layers_of(net)
             shapes = [(type(m), tuple(m.weight.shape), m.bias is not None) if isinstance(m, nn.Linear)
                       else (type(m),) for m in layers]
@@ -254,7 +463,31 @@ class Sweep:
         self.grad = torch.zeros_like(self.w)
         # the views stay valid because every update writes into w in place
         self._w_views = self._params(self.w)
-        self.state: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _setup_dropout(self) -> None:
+        func = self._func
+        if "dropout" in self.hparams and not func.dropouts:
+            raise ValueError("dropout= sets the rate of the model's nn.Dropout layers, but model_fn builds "
+                             "none; build it with one, e.g. mlp(..., dropout=0.5)")
+        # keep probability of each dropout layer, per model: [layers, K]
+        if "dropout" in self.hparams:
+            keep = (1 - self.hparams["dropout"]).unsqueeze(0).expand(len(func.dropouts), -1)
+        else:
+            keep = torch.tensor([[1 - d.p] * self.K for d in func.dropouts], dtype=torch.float64)
+        self._keep = keep.to(self.device, torch.float32)
+        self._mask_gens = [mask_generator(s, self.device) for s in self.seeds] if func.dropouts else []
+
+    def _masks(self, batch_shape: tuple) -> list[torch.Tensor]:
+        """This step's dropout masks, [K, *input shape] per dropout layer, each model from its generator."""
+        if not self._mask_gens:
+            return []
+        _, shapes = self._func.probe(batch_shape)
+        masks = []
+        for keep, shape in zip(self._keep, shapes):
+            u = torch.stack([torch.rand(shape, generator=g, device=self.device) for g in self._mask_gens])
+            q = keep.view(self.K, *[1] * len(shape))
+            masks.append((u < q).float().div_(q))
+        return masks
 
     @property
     def n_params(self) -> int:
@@ -262,20 +495,84 @@ class Sweep:
         return int(self.w.shape[1])
 
     def model(self, k: int) -> nn.Module:
-        """Model k as an ordinary ``nn.Module`` holding a copy of its current weights.
+        """Model k as an ordinary ``nn.Module`` holding a copy of its current weights (and buffers).
 
         >>> net = sweep.model(3); net(data.X_val).argmax(1)                # doctest: +SKIP
         """
-        if not isinstance(k, int) or not -self.K <= k < self.K:
+        if not isinstance(k, int) or isinstance(k, bool) or not -self.K <= k < self.K:
             raise ValueError(f"k must be an int in [0, {self.K}); got {k!r}")
-        net = self._make_one(k % self.K)
+        k %= self.K
+        net = self._make_one(k)
         flat = self.w[k].cpu()
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(flat, [p for m in _layers_of(net)
-                                                       if isinstance(m, nn.Linear) for p in m.parameters()])
+            if self._func is None:
+                torch.nn.utils.vector_to_parameters(flat, [p for m in _layers_of(net)
+                                                           if isinstance(m, nn.Linear) for p in m.parameters()])
+            else:
+                params = self._func.params(flat)
+                for n, p in net.named_parameters():
+                    p.copy_(params[n])
+                for n, b in net.named_buffers():
+                    b.copy_(self.buffers[n][k])
         return net.to(self.device)
 
-    # -- forward, loss and backprop ------------------------------------------------------
+    # -- schedulers ----------------------------------------------------------------------
+    def _make_schedulers(self, scheduler) -> list:
+        makers = list(scheduler) if isinstance(scheduler, (list, tuple)) else [scheduler] * self.K
+        if len(makers) != self.K or not all(callable(f) for f in makers):
+            raise ValueError("scheduler must be a function of an optimizer that builds a "
+                             f"torch.optim.lr_scheduler, or K={self.K} of them; got {scheduler!r}")
+        schedulers = []
+        for k, make in enumerate(makers):
+            opt = self._stand_in_optimizer(k)
+            sched = make(opt)
+            if not hasattr(sched, "step"):
+                raise TypeError(f"scheduler must return a torch.optim.lr_scheduler object; got {type(sched).__name__}")
+            opt.step()  # no gradient, so nothing moves; the scheduler then sees step() called as it expects
+            plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if plateau and self.scheduler_interval == "step":
+                raise ValueError("ReduceLROnPlateau watches the validation loss, so it needs "
+                                 "scheduler_interval='epoch'")
+            schedulers.append((opt, sched, plateau))
+        self._schedulers_ = schedulers
+        self._read_schedulers()
+        return schedulers
+
+    def _stand_in_optimizer(self, k: int) -> torch.optim.Optimizer:
+        """A torch optimizer with model k's hyperparameters on a dummy parameter: its scheduler
+        sets lr (and momentum or betas) exactly as it would on the real one."""
+        hp = {n: float(v[k]) for n, v in self.hparams.items()}
+        name, p = self.optimizers[k], [torch.zeros(1, requires_grad=True)]
+        if name in ("sgd", "momentum", "nesterov"):
+            opt = torch.optim.SGD(p, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+                                  nesterov=name == "nesterov" and hp["momentum"] > 0)
+        elif name == "rmsprop":
+            opt = torch.optim.RMSprop(p, lr=hp["lr"], alpha=hp["alpha"], eps=hp["eps"],
+                                      weight_decay=hp["weight_decay"], momentum=hp["momentum"])
+        else:
+            cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+            opt = cls(p, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                      weight_decay=hp["weight_decay"])
+        return opt
+
+    def _read_schedulers(self) -> None:
+        for k, (opt, _, _) in enumerate(self._schedulers_):
+            group = opt.param_groups[0]
+            self._live["lr"][k] = group["lr"]
+            if "momentum" in group:
+                self._live["momentum"][k] = group["momentum"]
+            if "betas" in group:
+                self._live["beta1"][k], self._live["beta2"][k] = group["betas"]
+
+    def _step_schedulers(self, val_loss: torch.Tensor | None = None) -> None:
+        for k, (_, sched, plateau) in enumerate(self._schedulers_):
+            if plateau:
+                sched.step(float(val_loss[k]))
+            else:
+                sched.step()
+        self._read_schedulers()
+
+    # -- forward, loss and backprop (fast path) ----------------------------------------------
     def _params(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(W [K, out, in], b [K, 1, out] or None) views into ``flat`` [K, P], one per Linear."""
         chunks = iter(torch.split(flat, self.sizes, dim=1))
@@ -338,8 +635,9 @@ class Sweep:
 
     @torch.no_grad()
     def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """All K models' outputs (logits or regression values) for ``X``: shape [K, N, out]."""
-        return self._forward(X.to(self.device, torch.float32))
+        """All K models' outputs (logits or regression values) for ``X``, in eval mode: [K, N, out]."""
+        X = X.to(self.device, torch.float32)
+        return self._forward(X) if self._func is None else self._func.forward(self.w, X)
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor, classification: bool,
               with_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -375,32 +673,38 @@ class Sweep:
                 for name in dict.fromkeys(self.optimizers)}
 
     def _tables(self, rows: torch.Tensor | None, n_steps: int) -> dict:
-        """Per-model hyperparameters as [k, 1] float32 columns, plus Adam's per-step factors.
+        """Per-model hyperparameters as [k, 1] float32 columns, plus Adam's per-step factors,
+        for the next ``n_steps`` steps (until a scheduler changes them).
 
         They are worked out in float64 first, as torch.optim does with Python floats,
         so each row rounds exactly as a lone torch optimizer would.
         """
-        hp = {n: (v if rows is None else v[rows.cpu()]) for n, v in self.hparams.items()}
+        pick = (lambda v: v) if rows is None else (lambda v, r=rows.cpu(): v[r])
+        hp = {n: pick(v) for n, v in {**self.hparams, **self._live}.items()}
         col = lambda t: t.unsqueeze(-1).to(self.device, torch.float32)  # noqa: E731
         t = torch.arange(self.step + 1, self.step + n_steps + 1, dtype=torch.float64).unsqueeze(1)  # [S, 1]
         bc1, bc2 = 1 - hp["beta1"] ** t, 1 - hp["beta2"] ** t                                   # [S, k]
-        return {"neg_lr": col(-hp["lr"]), "weight_decay": col(hp["weight_decay"]),
+        return {"start": self.step,
+                "neg_lr": col(-hp["lr"]), "weight_decay": col(hp["weight_decay"]),
                 "momentum": col(hp["momentum"]), "one_minus_beta1": col(1 - hp["beta1"]),
                 "beta2": col(hp["beta2"]), "one_minus_beta2": col(1 - hp["beta2"]), "eps": col(hp["eps"]),
+                "alpha": col(hp["alpha"]), "one_minus_alpha": col(1 - hp["alpha"]),
                 "decay": col(1 - hp["lr"] * hp["weight_decay"]),
                 "neg_step_size": col(-hp["lr"] / bc1), "bc2_sqrt": col(bc2.sqrt()),
                 "any_momentum": bool((hp["momentum"] > 0).any()),
                 "any_weight_decay": bool((hp["weight_decay"] > 0).any())}
 
     @torch.no_grad()
-    def _update(self, w: torch.Tensor, grad: torch.Tensor, name: str, hp: dict, s: int) -> None:
-        """One optimizer step on rows ``w`` in place; ``s`` indexes this fit's step tables."""
+    def _update(self, w: torch.Tensor, grad: torch.Tensor, name: str, hp: dict) -> None:
+        """One optimizer step on rows ``w`` in place, with the hyperparameter tables ``hp``."""
+        s = self.step - hp["start"]  # row of the per-step tables
         if name not in self.state:
             # scratch buffers are reused every step: fresh [K, P] temporaries are slow on CPU
-            adam = name in ("adam", "adamw")
             self.state[name] = {"tmp": torch.empty_like(w), "tmp2": torch.empty_like(w)}
-            if adam:
+            if name in ("adam", "adamw"):
                 self.state[name].update(m=torch.zeros_like(w), v=torch.zeros_like(w))
+            if name == "rmsprop":
+                self.state[name]["square_avg"] = torch.zeros_like(w)
         state = self.state[name]
         tmp, tmp2 = state["tmp"], state["tmp2"]
         if name in ("adam", "adamw"):
@@ -413,6 +717,21 @@ class Sweep:
             v.mul_(hp["beta2"]).addcmul_(torch.mul(grad, hp["one_minus_beta2"], out=tmp), grad)
             denom = torch.sqrt(v, out=tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
             w.addcdiv_(torch.mul(m, hp["neg_step_size"][s], out=tmp2), denom)
+        elif name == "rmsprop":
+            if hp["any_weight_decay"]:
+                grad.addcmul_(w, hp["weight_decay"])
+            # square_avg = alpha * square_avg + (1 - alpha) * grad^2;  avg = sqrt(square_avg) + eps
+            square_avg = state["square_avg"]
+            square_avg.mul_(hp["alpha"]).addcmul_(torch.mul(grad, hp["one_minus_alpha"], out=tmp), grad)
+            avg = torch.sqrt(square_avg, out=tmp).add_(hp["eps"])
+            if hp["any_momentum"]:
+                buf = state.get("buf")
+                if buf is None:
+                    buf = state["buf"] = torch.zeros_like(w)  # torch's RMSprop starts it at zero
+                buf.mul_(hp["momentum"]).addcdiv_(grad, avg)
+                w.addcmul_(buf, hp["neg_lr"])
+            else:
+                w.addcdiv_(torch.mul(grad, hp["neg_lr"], out=tmp2), avg)
         else:
             if hp["any_weight_decay"]:
                 grad.addcmul_(w, hp["weight_decay"])
@@ -434,13 +753,15 @@ class Sweep:
     # -- training ------------------------------------------------------------------------
     @torch.no_grad()
     def fit(self, data: Dataset, epochs: int, batch_size: int = 64,
-            data_seed: int | Sequence[int] = 0) -> SweepHistory:
+            data_seed: int | Sequence[int] = 0, progress: bool | str = "auto") -> SweepHistory:
         """Train all K models for ``epochs`` epochs and return their :class:`SweepHistory`.
 
         ``data_seed`` sets the batch order. An int gives all K models the same
         batches, in exactly the order ``Trainer(..., seed=data_seed)`` uses; K ints
         give each model its own order (as K Trainers with those seeds would).
-        Each epoch ends with a validation pass in eval mode.
+        Each epoch ends with a validation pass in eval mode. ``progress="auto"``
+        shows a tqdm bar in a live notebook once the fit has run a few seconds,
+        and never in the book build; ``True`` or ``False`` force it.
         """
         if not isinstance(data, Dataset):
             raise TypeError(f"data must be a coursekit Dataset (see load_dataset); got {type(data).__name__}")
@@ -448,13 +769,10 @@ class Sweep:
             raise ValueError(f"epochs must be a positive int; got {epochs!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        if progress not in ("auto", True, False):
+            raise ValueError(f"progress must be 'auto', True or False; got {progress!r}")
         classification = self._classification(data)
-        first, last = self.layers_io
-        if data.n_features != first:
-            raise ValueError(f"the model takes {first} input features but data {data.name!r} "
-                             f"has {data.n_features}")
-        if last != data.n_outputs:
-            raise ValueError(f"the model has {last} outputs but data {data.name!r} needs {data.n_outputs}")
+        example = self._check_data(data)
         shared = isinstance(data_seed, int) and not isinstance(data_seed, bool)
         seeds = [data_seed] if shared else _per_model_seed("data_seed", data_seed, self.K)
         gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -464,46 +782,99 @@ class Sweep:
         n = len(X)
         per_epoch = math.ceil(n / batch_size)
         groups = self._groups()
-        tables = {name: self._tables(rows, epochs * per_epoch) for name, rows in groups.items()}
+        # the tables hold until a scheduler changes a hyperparameter
+        per_step_schedule = self.schedulers is not None and self.scheduler_interval == "step"
+        tables: dict | None = None
         step_loss = torch.empty(K, epochs * per_epoch, device=dev)
         train_loss, train_acc, val_loss, val_acc = (torch.empty(K, epochs, device=dev) for _ in range(4))
+        lr = torch.empty(K, epochs, dtype=torch.float64)
+        bar = self._progress_bar(progress, epochs)
         s = 0
         for epoch in range(epochs):
             # K ints: one permutation per model, gathered as [K, batch] indices
             perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
             correct = torch.zeros(K, dtype=torch.long, device=dev)
             for start in range(0, n, batch_size):
+                if tables is None:
+                    left = 1 if per_step_schedule else epochs * per_epoch - s
+                    tables = {name: self._tables(rows, left) for name, rows in groups.items()}
                 idx = perm[:, start:start + batch_size]
                 idx = idx[0] if shared else idx
                 xb, yb = X[idx], y[idx]
-                cache: list = []
-                out = self._forward(xb, cache)
-                loss, dout = self._loss(out, yb, classification, with_grad=True)
-                self._backward(dout, cache)
-                grad = self.grad
+                if self._func is None:
+                    cache: list = []
+                    out = self._forward(xb, cache)
+                    loss, dout = self._loss(out, yb, classification, with_grad=True)
+                    self._backward(dout, cache)
+                    grad = self.grad
+                else:
+                    masks = self._masks((idx.shape[-1], *example))
+                    grad, loss, out = self._func.step(self.w, xb, yb, masks, classification)
                 if self.grad_clip is not None:
                     self._clip(grad)
                 for name, rows in groups.items():
                     if rows is None:
-                        self._update(self.w, grad, name, tables[name], s)
+                        self._update(self.w, grad, name, tables[name])
                     else:
                         w_rows = self.w[rows]
-                        self._update(w_rows, grad[rows], name, tables[name], s)
+                        self._update(w_rows, grad[rows], name, tables[name])
                         self.w[rows] = w_rows
                 step_loss[:, s] = loss
                 if classification:
                     correct += (out.argmax(-1) == yb).sum(-1)
                 s += 1
                 self.step += 1
+                if per_step_schedule:
+                    self._step_schedulers()
+                    tables = None
             # batch-size-weighted mean of this epoch's step losses, as Trainer reports it
             sizes = torch.full((per_epoch,), float(batch_size), device=dev)
             sizes[-1] = n - batch_size * (per_epoch - 1)
             train_loss[:, epoch] = (step_loss[:, s - per_epoch:s] * sizes).sum(1) / n
             train_acc[:, epoch] = correct / n if classification else math.nan
             val_loss[:, epoch], val_acc[:, epoch] = self.evaluate(data, "val")
-        return self._history(step_loss, train_loss, train_acc, val_loss, val_acc)
+            lr[:, epoch] = self._live["lr"]
+            if self.schedulers is not None and not per_step_schedule:
+                self._step_schedulers(val_loss[:, epoch].cpu())
+                tables = None
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return self._history(step_loss, train_loss, train_acc, val_loss, val_acc, lr)
 
-    def _history(self, step_loss, train_loss, train_acc, val_loss, val_acc) -> SweepHistory:
+    def _check_data(self, data: Dataset) -> tuple:
+        """Check that the model takes ``data``; return one example's shape."""
+        example = tuple(data.X_train.shape[1:])
+        if self._func is None:
+            first, last = self.layers_io
+            if data.n_features != first:
+                raise ValueError(f"the model takes {first} input features but data {data.name!r} "
+                                 f"has {data.n_features}")
+        else:
+            try:
+                out_shape, _ = self._func.probe((1, *example))
+            except (RuntimeError, ValueError, IndexError, TypeError) as e:
+                raise ValueError(f"the model cannot take data {data.name!r} (examples of shape {example}): "
+                                 f"{e}") from None
+            last = out_shape[-1]
+            self._func.bind(example, data.y_train.dim() - 1)
+        if last != data.n_outputs:
+            raise ValueError(f"the model has {last} outputs but data {data.name!r} needs {data.n_outputs}")
+        return example
+
+    def _progress_bar(self, progress: bool | str, epochs: int):
+        if progress == "auto":
+            progress, delay = live_mode(), PROGRESS_DELAY_S
+        else:
+            delay = 0.0
+        if not progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=epochs, desc=f"sweep of {self.K} models", unit="epoch", leave=False, delay=delay)
+
+    def _history(self, step_loss, train_loss, train_acc, val_loss, val_acc, lr) -> SweepHistory:
         step_loss = step_loss.cpu()
         bad = ~torch.isfinite(step_loss)
         first_bad = torch.where(bad.any(1), bad.int().argmax(1), torch.full_like(bad[:, 0], -1, dtype=torch.long))
@@ -511,18 +882,19 @@ class Sweep:
         hparams["seed"] = torch.tensor(self.seeds)
         hparams["optimizer"] = list(self.optimizers)
         return SweepHistory(step_loss, train_loss.cpu(), train_acc.cpu(), val_loss.cpu(), val_acc.cpu(),
-                            first_bad.long(), hparams)
+                            first_bad.long(), hparams, lr)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-model (loss, accuracy) on a split, each of shape [K]; accuracy is NaN for regression."""
+        """Per-model (loss, accuracy) on a split in eval mode, each of shape [K];
+        accuracy is NaN for regression."""
         X, y = data.split(split)
         classification = self._classification(data)
         if len(X) == 0:
             nan = torch.full((self.K,), math.nan, device=self.device)
             return nan, nan.clone()
-        X, y = X.to(self.device, torch.float32), y.to(self.device)
-        out = self._forward(X)
+        y = y.to(self.device)
+        out = self.predict(X)
         loss, _ = self._loss(out, y, classification)
         acc = (out.argmax(-1) == y).float().mean(1) if classification else torch.full_like(loss, math.nan)
         return loss, acc
@@ -530,6 +902,9 @@ class Sweep:
     # -- helpers -------------------------------------------------------------------------
     @property
     def layers_io(self) -> tuple[int, int]:
+        """(input features, outputs) of a fast-path MLP."""
+        if self._func is not None:
+            raise AttributeError("layers_io describes a plain MLP (the fast path); this sweep uses the general path")
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         return linears[0].in_features, linears[-1].out_features
 
@@ -540,15 +915,16 @@ class Sweep:
 
     def __repr__(self) -> str:
         return (f"Sweep(K={self.K}, optimizer={sorted(set(self.optimizers))}, P={self.n_params}, "
-                f"device={self.device})")
+                f"path={'fast' if self._func is None else 'general'}, device={self.device})")
 
 
 def _layers_of(net: nn.Module) -> list[nn.Module]:
-    """The flat list of layers of a (possibly nested) ``nn.Sequential``, checked for support."""
+    """The flat list of layers of a (possibly nested) ``nn.Sequential``, checked for the fast path."""
     if not isinstance(net, nn.Module):
         raise TypeError(f"model_fn must return an nn.Module; got {type(net).__name__}")
     if not isinstance(net, nn.Sequential):
-        raise TypeError(f"model_fn must return an nn.Sequential (e.g. coursekit.mlp); got {type(net).__name__}")
+        raise TypeError("the fast path takes an nn.Sequential (e.g. coursekit.mlp); "
+                        f"got {type(net).__name__} (use path='auto' or 'general')")
     layers: list[nn.Module] = []
     for m in net:
         if isinstance(m, nn.Sequential):
@@ -557,9 +933,16 @@ def _layers_of(net: nn.Module) -> list[nn.Module]:
             layers.append(m)
         else:
             allowed = ", ".join(c.__name__ for c in (nn.Linear, *ELEMENTWISE))
-            raise TypeError(f"Sweep supports layers {allowed}; got {type(m).__name__} "
-                            "(batch norm and dropout are not supported)")
+            raise TypeError(f"the fast path supports layers {allowed}; got {type(m).__name__} "
+                            "(use path='auto' or 'general')")
     return layers
+
+
+def _is_plain_mlp(net: nn.Module) -> bool:
+    try:
+        return any(isinstance(m, nn.Linear) for m in _layers_of(net))
+    except TypeError:
+        return False
 
 
 def train_sweep(model_fn: Callable[[], nn.Module], data: Dataset, epochs: int, K: int | None = None,
@@ -572,9 +955,11 @@ def train_sweep(model_fn: Callable[[], nn.Module], data: Dataset, epochs: int, K
     >>> h.val_loss[:, -1]                                                       # doctest: +SKIP
     """
     if K is None:
+        per_model = ("lr", "weight_decay", "momentum", "alpha", "eps", "dropout", "init_scale", "seed",
+                     "optimizer", "scheduler")
         lengths = [len(v) for name, v in hparams.items()
-                   if name in ("lr", "weight_decay", "momentum", "eps", "init_scale", "seed", "optimizer")
-                   and not isinstance(v, (str, int, float)) and not (isinstance(v, torch.Tensor) and v.dim() == 0)]
+                   if name in per_model and isinstance(v, (Sequence, torch.Tensor)) and not isinstance(v, str)
+                   and not (isinstance(v, torch.Tensor) and v.dim() == 0)]
         lengths += [len(b) for b in hparams.get("betas", ()) if isinstance(b, (Sequence, torch.Tensor))
                     and not (isinstance(b, torch.Tensor) and b.dim() == 0)]
         lengths += [] if isinstance(data_seed, int) else [len(data_seed)]

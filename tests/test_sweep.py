@@ -44,15 +44,18 @@ def reference(model_fn, data, make_opt, seed=0, init_scale=1.0, epochs=2, batch_
     return net, trainer.history
 
 
-def assert_same_run(sweep, history, k, net, ref):
+def assert_same_run(sweep, history, k, net, ref, flips=0, data=None):
+    """``flips``: examples of ``data`` whose argmax may differ, for barely trained models whose
+    top two logits are within float rounding of each other (the losses must still agree)."""
     steps = len(ref.step_loss)
     torch.testing.assert_close(history.step_loss[k, :steps], torch.tensor(ref.step_loss), **TOL)
     epochs = len(ref.val_loss)
     torch.testing.assert_close(history.val_loss[k, :epochs], torch.tensor(ref.val_loss), **TOL)
     torch.testing.assert_close(history.train_loss[k, :epochs], torch.tensor(ref.train_loss), **TOL)
     if not math.isnan(ref.train_acc[0]):
-        torch.testing.assert_close(history.train_acc[k, :epochs], torch.tensor(ref.train_acc), **TOL)
-        torch.testing.assert_close(history.val_acc[k, :epochs], torch.tensor(ref.val_acc), **TOL)
+        for split, acc, ref_acc in (("train", history.train_acc, ref.train_acc), ("val", history.val_acc, ref.val_acc)):
+            tol = dict(rtol=0, atol=(flips + 0.5) / len(data.split(split)[0])) if flips else TOL
+            torch.testing.assert_close(acc[k, :epochs], torch.tensor(ref_acc), **tol)
     for p, q in zip(sweep.model(k).parameters(), net.parameters()):
         torch.testing.assert_close(p.detach().cpu(), q.detach().cpu(), **TOL)
 
@@ -203,9 +206,9 @@ def test_unsupported_models_and_data_are_named(digits):
     with pytest.raises(TypeError, match="model_fn must be a function"):
         Sweep(mlp(2, 2), 2)
     with pytest.raises(TypeError, match="got BatchNorm1d"):
-        Sweep(lambda: mlp(2, 2, batch_norm=True), 2)
+        Sweep(lambda: mlp(2, 2, batch_norm=True), 2, path="fast")
     with pytest.raises(TypeError, match="got Dropout"):
-        Sweep(lambda: mlp(2, 2, dropout=0.5), 2)
+        Sweep(lambda: mlp(2, 2, dropout=0.5), 2, path="fast")
     sweep = Sweep(lambda: mlp(2, 2, width=4), 2, device="cpu")
     with pytest.raises(ValueError, match="takes 2 input features but data 'digits' has 64"):
         sweep.fit(digits, 1)
@@ -215,3 +218,260 @@ def test_unsupported_models_and_data_are_named(digits):
         sweep.fit(digits, 0)
     with pytest.raises(ValueError, match="data_seed must be an int or a sequence of K=2 ints"):
         Sweep(lambda: mlp(64, 10, width=4), 2, device="cpu").fit(digits, 1, data_seed=[1, 2, 3])
+
+
+# -- the general path (torch.func): any module, RMSProp, schedulers ------------------------------
+from coursekit.sweep import mask_generator  # noqa: E402
+
+OPTIMIZER_MAKERS = {
+    "sgd": lambda p, h: torch.optim.SGD(p, lr=h["lr"], weight_decay=h["wd"]),
+    "momentum": lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=0.9, weight_decay=h["wd"]),
+    "nesterov": lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=0.9, nesterov=True, weight_decay=h["wd"]),
+    "rmsprop": lambda p, h: torch.optim.RMSprop(p, lr=h["lr"], weight_decay=h["wd"]),
+    "adam": lambda p, h: torch.optim.Adam(p, lr=h["lr"], weight_decay=h["wd"]),
+    "adamw": lambda p, h: torch.optim.AdamW(p, lr=h["lr"], weight_decay=h["wd"]),
+}
+LRS = {"sgd": [0.05, 0.2], "momentum": [0.01, 0.05], "nesterov": [0.01, 0.05], "rmsprop": [1e-3, 3e-3],
+       "adam": [1e-3, 3e-3], "adamw": [1e-3, 3e-3]}
+
+
+@pytest.fixture(scope="module")
+def seq():
+    """MNIST-1D, standardised, 320 training sequences: small enough for 16 lone twins."""
+    return load_dataset("mnist1d", standardize=True).subset(320)
+
+
+class ReplayDropout(nn.Module):
+    """nn.Dropout with the masks a sweep gives model k (see coursekit.sweep.mask_generator)."""
+
+    def __init__(self, p, generator):
+        super().__init__()
+        self.p, self.g = p, generator
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        u = torch.rand(x.shape, generator=self.g)
+        return x * ((u < 1 - self.p).float() / (1 - self.p))
+
+
+def with_replayed_masks(fn, seed, p=None):
+    """model_fn for the lone twin of a sweep's model ``seed``: its dropout layers replay the sweep's masks."""
+    def build():
+        net = fn()
+        g = mask_generator(seed)
+        for name, m in list(net.named_modules()):
+            if type(m) is nn.Dropout:
+                parent, _, child = name.rpartition(".")
+                net.get_submodule(parent)._modules[child] = ReplayDropout(m.p if p is None else p, g)
+        return net
+    return build
+
+
+def assert_same_buffers(sweep, k, net):
+    for (name, b), (_, c) in zip(sweep.model(k).named_buffers(), net.named_buffers()):
+        torch.testing.assert_close(b.cpu(), c.cpu(), **TOL, msg=f"buffer {name} of model {k}")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_MAKERS))
+def test_general_path_matches_torch_optim_for_every_optimizer(digits, name):
+    fn = lambda: mlp(64, 10, depth=2, width=32)  # noqa: E731
+    lr, wd = LRS[name], [0.0, 1e-2]
+    sweep = Sweep(fn, 2, optimizer=name, lr=lr, weight_decay=wd, seed=[0, 1], path="general", device="cpu")
+    fast = Sweep(fn, 2, optimizer=name, lr=lr, weight_decay=wd, seed=[0, 1], device="cpu")
+    assert "general" in repr(sweep) and "fast" in repr(fast)
+    history = sweep.fit(digits, epochs=2, batch_size=32)
+    torch.testing.assert_close(history.step_loss, fast.fit(digits, epochs=2, batch_size=32).step_loss, **TOL)
+    for k in range(2):
+        net, ref = reference(fn, digits, lambda p, k=k: OPTIMIZER_MAKERS[name](p, {"lr": lr[k], "wd": wd[k]}),
+                             seed=k)
+        assert_same_run(sweep, history, k, net, ref)
+
+
+def test_rmsprop_matches_torch_optim_with_momentum_alpha_and_eps(digits):
+    fn = lambda: mlp(64, 10, depth=2, width=32, activation="tanh")  # noqa: E731
+    lr, momentum, alpha, eps, wd = [1e-3, 3e-3, 1e-3], [0.0, 0.9, 0.5], [0.99, 0.9, 0.5], [1e-8, 1e-6, 1e-3], \
+        [0.0, 1e-3, 0.0]
+    sweep = Sweep(fn, 3, optimizer="rmsprop", lr=lr, momentum=momentum, alpha=alpha, eps=eps, weight_decay=wd,
+                  seed=5, device="cpu")
+    history = sweep.fit(digits, epochs=2, batch_size=32)
+    for k in range(3):
+        net, ref = reference(fn, digits, lambda p, k=k: torch.optim.RMSprop(
+            p, lr=lr[k], momentum=momentum[k], alpha=alpha[k], eps=eps[k], weight_decay=wd[k]), seed=5)
+        assert_same_run(sweep, history, k, net, ref)
+
+
+def bn_dropout_mlp():
+    # no bias before batch norm, as usual: its exact gradient is zero (the batch mean is subtracted),
+    # so Adam would step it by normalised rounding noise, differently in any two runs
+    return nn.Sequential(nn.Linear(40, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(64, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(64, 10))
+
+
+def test_sixteen_batch_norm_dropout_models_each_equal_their_lone_twin(seq):
+    fn = bn_dropout_mlp
+    K = 16
+    lr = torch.logspace(-3.5, -2, K).tolist()
+    sweep = Sweep(fn, K, optimizer="adam", lr=lr, seed=list(range(K)), device="cpu")
+    assert "general" in repr(sweep) and set(sweep.buffers) == {"1.running_mean", "1.running_var",
+                                                               "1.num_batches_tracked", "5.running_mean",
+                                                               "5.running_var", "5.num_batches_tracked"}
+    history = sweep.fit(seq, epochs=2, batch_size=32)
+    assert sweep.buffers["1.running_mean"].shape == (K, 64)
+    for k in range(K):
+        net, ref = reference(with_replayed_masks(fn, k), seq, lambda p, k=k: torch.optim.Adam(p, lr=lr[k]), seed=k)
+        assert_same_run(sweep, history, k, net, ref, flips=1, data=seq)  # train mode (batch stats, dropout) ...
+        assert_same_buffers(sweep, k, net)                   # ... running statistics of its own ...
+        net.eval()                                           # ... used in eval mode
+        torch.testing.assert_close(sweep.predict(seq.X_test)[k], net(seq.X_test), **TOL)
+    # different models really do get different running statistics and different masks
+    assert not torch.allclose(sweep.buffers["1.running_var"][0], sweep.buffers["1.running_var"][1])
+
+
+def test_sixteen_small_cnns_each_equal_their_lone_twin(seq):
+    def cnn():
+        return nn.Sequential(nn.Unflatten(1, (1, 40)), nn.Conv1d(1, 8, 5, padding=2), nn.ReLU(),
+                             nn.MaxPool1d(2), nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(8 * 20, 10))
+    K = 16
+    names = ["sgd", "momentum", "rmsprop", "adam"] * 4
+    lr = [0.05, 0.02, 1e-3, 2e-3] * 4
+    scale = [1.0] * 8 + [0.5] * 8
+    sweep = Sweep(cnn, K, optimizer=names, lr=lr, init_scale=scale, seed=list(range(K)), grad_clip=5.0,
+                  device="cpu")
+    history = sweep.fit(seq, epochs=2, batch_size=64, data_seed=list(range(100, 100 + K)))
+    makers = {"sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
+              "momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+              "rmsprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr),
+              "adam": lambda p, lr: torch.optim.Adam(p, lr=lr)}
+    for k in range(K):
+        def scaled(k=k):  # init_scale multiplies conv kernels too
+            net = cnn()
+            with torch.no_grad():
+                for m in net.modules():
+                    if isinstance(m, nn.Conv1d):
+                        m.weight.mul_(scale[k])
+            return net
+        net, ref = reference(scaled, seq, lambda p, k=k: makers[names[k]](p, lr[k]), seed=k,
+                             init_scale=scale[k], batch_size=64, data_seed=100 + k, grad_clip=5.0)
+        assert_same_run(sweep, history, k, net, ref)
+
+
+def test_dropout_rate_per_model_and_masks_independent_of_the_other_models(seq):
+    fn = lambda: mlp(40, 10, depth=1, width=128, dropout=0.5)  # noqa: E731
+    rates, seeds = [0.0, 0.2, 0.5, 0.5], [3, 3, 3, 4]
+    sweep = Sweep(fn, 4, optimizer="sgd", lr=0.05, dropout=rates, seed=seeds, device="cpu")
+    history = sweep.fit(seq, epochs=1, batch_size=40)
+    for k in range(4):
+        twin = with_replayed_masks(fn, seeds[k], p=rates[k])
+        net, ref = reference(twin, seq, lambda p: torch.optim.SGD(p, lr=0.05), seed=seeds[k], epochs=1,
+                             batch_size=40)
+        assert_same_run(sweep, history, k, net, ref)
+    # rate 0 is no dropout at all: the model equals a plain MLP trained alone
+    plain, ref = reference(lambda: mlp(40, 10, depth=1, width=128), seq, lambda p: torch.optim.SGD(p, lr=0.05),
+                           seed=3, epochs=1, batch_size=40)
+    assert_same_run(sweep, history, 0, plain, ref)
+    # model k's run does not depend on the other models in the sweep
+    alone = Sweep(fn, 1, optimizer="sgd", lr=0.05, dropout=0.5, seed=4, device="cpu").fit(seq, 1, batch_size=40)
+    torch.testing.assert_close(alone.step_loss[0], history.step_loss[3], **TOL)
+    # the masks: about half the units kept at rate 0.5, and different for different seeds
+    masks = sweep._masks((1000, 40))[0]
+    assert masks.shape == (4, 1000, 128)
+    assert (masks[0] == 1).all()
+    kept = (masks[2] > 0).float().mean().item()
+    assert 0.48 < kept < 0.52 and torch.equal(masks[2].unique(), torch.tensor([0.0, 2.0]))
+    assert not torch.equal(masks[2], masks[3])
+
+
+@pytest.mark.parametrize("case", ["step_lr", "one_cycle_per_step", "plateau", "per_model"])
+def test_schedulers_follow_torch_lr_scheduler_step_for_step(digits, case):
+    fn = lambda: mlp(64, 10, depth=1, width=32)  # noqa: E731
+    lr = [0.05, 0.1]
+    L = torch.optim.lr_scheduler
+    interval = "epoch"
+    if case == "step_lr":
+        name, make = "momentum", [lambda opt: L.StepLR(opt, step_size=1, gamma=0.5)] * 2
+    elif case == "one_cycle_per_step":  # also cycles Adam's beta1
+        name, interval = "adam", "step"
+        lr = [1e-3, 1e-2]
+        make = [lambda opt, m=m: L.OneCycleLR(opt, max_lr=m, total_steps=3 * 8) for m in lr]
+    elif case == "plateau":
+        name, make = "sgd", [lambda opt: L.ReduceLROnPlateau(opt, patience=0, factor=0.3, threshold=0.5)] * 2
+    else:
+        name = "rmsprop"
+        lr = [1e-3, 3e-3]
+        make = [lambda opt: L.CosineAnnealingLR(opt, T_max=3), lambda opt: L.ExponentialLR(opt, gamma=0.7)]
+    sweep = Sweep(fn, 2, optimizer=name, lr=lr, seed=[0, 1], device="cpu",
+                  scheduler=make if case in ("per_model", "one_cycle_per_step") else make[0],
+                  scheduler_interval=interval)
+    history = sweep.fit(digits, epochs=3, batch_size=50)
+    opt_of = {"momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+              "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
+              "adam": lambda p, lr: torch.optim.Adam(p, lr=lr), "rmsprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr)}
+    for k in range(2):
+        torch.manual_seed(k)
+        net = fn()
+        opt = opt_of[name](net.parameters(), lr[k])
+        trainer = Trainer(net, digits, opt, scheduler=make[k](opt), scheduler_interval=interval,
+                          batch_size=50, progress=False)
+        ref = trainer.fit(3)
+        assert_same_run(sweep, history, k, net, ref)
+        torch.testing.assert_close(history.lr[k], torch.tensor(ref.lr, dtype=torch.float64))
+    assert len(set(history.lr[0].tolist())) > 1 or case == "plateau"
+
+
+def test_general_path_regression_and_fit_twice(curve):
+    # (batch norm straight after the 1-input layer would make its weights scale-free: zero gradient)
+    fn = lambda: nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 16, bias=False),  # noqa: E731
+                               nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1))
+    sweep = Sweep(fn, 2, optimizer="adam", lr=[1e-2, 3e-2], seed=[0, 1], device="cpu")
+    sweep.fit(curve, epochs=1, batch_size=32)
+    history = sweep.fit(curve, epochs=1, batch_size=32, data_seed=1)
+    assert torch.isnan(history.val_acc).all() and history.val_loss.shape == (2, 1)
+    for k, lr in enumerate([1e-2, 3e-2]):
+        torch.manual_seed(k)
+        net = fn()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        Trainer(net, curve, opt, batch_size=32, seed=0, progress=False).fit(1)
+        ref = Trainer(net, curve, opt, batch_size=32, seed=1, progress=False).fit(1)
+        assert_same_run(sweep, history, k, net, ref)
+        assert_same_buffers(sweep, k, net)
+
+
+def test_progress_bar_only_in_a_live_notebook(digits, monkeypatch, capsys):
+    sweep = Sweep(lambda: mlp(64, 10, width=8), 2, device="cpu")
+    monkeypatch.setenv("COURSEKIT_WIDGETS", "static")  # the book build and nbval
+    assert sweep._progress_bar("auto", 3) is None
+    monkeypatch.setenv("COURSEKIT_WIDGETS", "live")
+    bar = sweep._progress_bar("auto", 3)
+    assert bar is not None and bar.delay == 3.0  # shows only once the fit has run a few seconds
+    bar.close()
+    sweep.fit(digits, 2, progress=True)
+    assert "sweep of 2 models" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="progress must be 'auto', True or False"):
+        sweep.fit(digits, 1, progress="yes")
+
+
+def test_general_path_arguments_are_checked(digits):
+    with pytest.raises(ValueError, match="path must be one of 'auto', 'fast', 'general'"):
+        Sweep(lambda: mlp(2, 2), 2, path="vmap")
+    with pytest.raises(ValueError, match="dropout= sets the rate of the model's nn.Dropout layers"):
+        Sweep(lambda: mlp(2, 2), 2, dropout=0.5)
+    with pytest.raises(ValueError, match="dropout must be >= 0.0 and < 1.0"):
+        Sweep(lambda: mlp(2, 2, dropout=0.1), 2, dropout=1.0)
+    with pytest.raises(ValueError, match="model 1 differs from model 0"):
+        widths = iter([8, 16])
+        Sweep(lambda: mlp(2, 2, width=next(widths), batch_norm=True), 2)
+    with pytest.raises(ValueError, match="needs scheduler_interval='epoch'"):
+        Sweep(lambda: mlp(2, 2), 2, scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau,
+              scheduler_interval="step")
+    with pytest.raises(ValueError, match="scheduler_interval must be one of 'epoch', 'step'"):
+        Sweep(lambda: mlp(2, 2), 2, scheduler_interval="batch")
+    with pytest.raises(ValueError, match="scheduler must be a function of an optimizer"):
+        Sweep(lambda: mlp(2, 2), 2, scheduler=[torch.optim.lr_scheduler.ConstantLR])
+    sweep = Sweep(lambda: mlp(2, 2, batch_norm=True), 2, device="cpu")
+    with pytest.raises(ValueError, match="the model cannot take data 'digits' \\(examples of shape \\(64,\\)\\)"):
+        sweep.fit(digits, 1)
+    with pytest.raises(ValueError, match="the model has 3 outputs but data 'digits' needs 10"):
+        Sweep(lambda: mlp(64, 3, batch_norm=True), 2, device="cpu").fit(digits, 1)
