@@ -475,3 +475,39 @@ def test_general_path_arguments_are_checked(digits):
         sweep.fit(digits, 1)
     with pytest.raises(ValueError, match="the model has 3 outputs but data 'digits' needs 10"):
         Sweep(lambda: mlp(64, 3, batch_norm=True), 2, device="cpu").fit(digits, 1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=5, padding=2), dict(kernel_size=5, stride=2, padding=1),
+                                    dict(kernel_size=3, dilation=2), dict(kernel_size=4, padding="same"),
+                                    dict(kernel_size=3, padding="valid", bias=False)])
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv1d_as_patches_times_matrix_equals_torch(kwargs):
+    from coursekit.sweep import _conv1d_ops
+
+    torch.manual_seed(0)
+    conv = nn.Conv1d(3, 7, **kwargs)
+    x = torch.randn(5, 3, 40, requires_grad=True)
+    ours, theirs = _conv1d_ops(conv, x), conv(x)
+    torch.testing.assert_close(ours, theirs, **TOL)
+    g = torch.randn_like(theirs)
+    torch.testing.assert_close(torch.autograd.grad(ours, (x, conv.weight), g),
+                               torch.autograd.grad(theirs, (x, conv.weight), g), **TOL)
+
+
+@pytest.mark.parametrize("shape", [(32, 6), (16, 6, 9)])
+def test_batch_norm_as_plain_operations_equals_torch(shape):
+    from coursekit.sweep import _batch_norm_ops
+
+    torch.manual_seed(0)
+    ours, theirs = nn.BatchNorm1d(6, momentum=0.2), nn.BatchNorm1d(6, momentum=0.2)
+    with torch.no_grad():
+        for bn in (ours, theirs):
+            bn.weight.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(1))
+            bn.bias.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(2))
+    for _ in range(3):  # train mode: batch statistics, and the running averages move alike
+        x = torch.randn(shape) * 3 + 1
+        torch.testing.assert_close(_batch_norm_ops(ours, x), theirs(x), **TOL)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), **TOL)
+    ours.eval(), theirs.eval()
+    torch.testing.assert_close(_batch_norm_ops(ours, x), theirs(x), **TOL)
