@@ -67,7 +67,11 @@ lab: $(VENV)/.lab-installed
 gpu-check: $(VENV)/.test-installed
 	COURSEKIT_DEVICE=cuda $(PY) -m coursekit.gpu_check
 
-bench: $(VENV)/.test-installed
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.test-installed
+	$(PY) -m pip install -q -e ".[book,test,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The course as students get it (no solutions, hidden tests or grader), from the last commit.

@@ -1,7 +1,7 @@
 """An autograder that student code cannot fool.
 
-Student code runs only in a sandboxed child process (:mod:`autograder.worker`,
-:mod:`autograder.sandbox`, :mod:`autograder.child`) that answers probes with
+Student code runs only in sandboxed child processes (everything under
+:mod:`autograder.sandbox`, the untrusted side) that answer probes with
 plain data (:mod:`coursekit.checks.plain`). The trusted judge (:mod:`autograder.judge`)
 computes reference answers itself on fresh random inputs, compares, and stores
 everything in a SQLite gradebook (:mod:`autograder.gradebook`) before exporting

@@ -87,7 +87,8 @@ class Group:
             _write(m / "memory.limit_in_bytes", str(mem))
             if (m / "memory.memsw.limit_in_bytes").exists():       # no escape into swap
                 _write(m / "memory.memsw.limit_in_bytes", str(mem))
-            _write(m / "memory.swappiness", "0") if (m / "memory.swappiness").exists() else None
+            if (m / "memory.swappiness").exists():
+                _write(m / "memory.swappiness", "0")
             _write(p / "pids.max", str(limits.processes))
             _write(c / "cpu.shares", "1024")                        # every submission the same share
             _write(c / "cpu.cfs_period_us", str(CPU_PERIOD_US))

@@ -90,6 +90,12 @@ class Worker:
         req = {"uid": uid, "limits": limits.to_plain(), "skip": sorted(skip), "todo": todo}
         try:
             gpid = self._ask_fork(req, [memfd, ew, sw, *procs])
+        except BaseException:
+            for fd in (er, sr):
+                os.close(fd)
+            if group is not None:
+                group.remove()
+            raise
         finally:
             for fd in (ew, sw, *procs):
                 os.close(fd)
@@ -250,6 +256,7 @@ def main() -> None:
             os._exit(0)
     theirs.close()
     hello = FrameReader(mine.fileno()).read(time.monotonic() + 300)
+    mine.settimeout(60)         # a fork takes milliseconds; a silent fork server is a dead one
     if hello.get("root"):
         try:
             os.rmdir(hello["root"])    # the fork server's mount point, empty out here
@@ -278,6 +285,9 @@ def main() -> None:
                 result = frame(worker.grade(header, payload))
             except Exception as e:  # noqa: BLE001 - report and keep serving
                 result = frame({"internal_error": f"{type(e).__name__}: {e}"})
+                if os.waitpid(zpid, os.WNOHANG) != (0, 0):   # the fork server is gone: so is this worker,
+                    write_all(out, result)                   # and the grader starts a fresh one
+                    return
             write_all(out, result)
     finally:
         mine.close()

@@ -91,6 +91,7 @@ def guard(req: dict, fds: list[int], seccomp_filter, jailed: bool) -> None:
         cpid = os.fork()
         if cpid == 0:
             try:
+                jail.die_with_parent()    # at once (and again in confine, after setuid clears it)
                 os.close(status)
                 for fd in procs:          # "0" is this process; its children follow it. The guard stays
                     os.write(fd, b"0")    # outside, so that killing the group never orphans the child.

@@ -13,7 +13,8 @@ submission per attack:
 6. a NaN in a frame.
 
 Each earns nothing, leaks nothing, and every honest submission gets full marks.
-Item 7 (NaN answers passing statistical checks) grades labs 5 and 7.
+Items 1-6 need the full sandbox and skip, saying why, where a part of it is missing.
+Item 7 (NaN answers passing statistical checks) grades labs 5 and 7 with any isolation.
 """
 from __future__ import annotations
 
@@ -30,16 +31,13 @@ import pytest
 from autograder.grader import ROOT, grade, submission_seed
 from autograder.sandbox import Limits
 
-from ag_helpers import add_cell, isolation, lab, needs_isolation, replace_solution, solved, student, write
+from ag_helpers import add_cell, isolation, lab, replace_solution, solved, student, write
 
 LAB = "01_backprop"
 TOKEN = secrets.token_hex(4).upper()
 HONEST = [f"a{k}_honest" for k in range(1, 6)]
 
-needs_full = pytest.mark.skipif(
-    isolation()["level"] != "full",
-    reason=f"needs the full sandbox (root, namespaces, cgroups, seccomp); this machine: {isolation()['level']!r}")
-pytestmark = [needs_isolation, needs_full, pytest.mark.xdist_group(name="redteam")]
+pytestmark = [pytest.mark.xdist_group(name="redteam")]
 
 
 def private(kind: str, name: str) -> str:
@@ -262,6 +260,9 @@ for fd in map(int, os.listdir("/proc/self/fd")):
 @pytest.fixture(scope="module")
 def course_copy():
     """A copy of the course's lab sources in a folder the grader knows nothing about."""
+    if isolation()["level"] != "full":
+        pytest.skip("items 1-6 need the full sandbox (root, namespaces, cgroups, seccomp); "
+                    f"this machine gives {isolation()['level']!r}")
     if platform.machine() != "x86_64":
         pytest.skip("the system-call numbers in these attacks are x86_64's")
     base = Path("/var/lib") / f"autograder-redteam-{os.getpid()}" / "course-copy"
