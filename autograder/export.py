@@ -60,8 +60,11 @@ def md_escape(text: str) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _g(x: float) -> str:
@@ -246,7 +249,10 @@ def export_lab(out: str | Path, book: Gradebook, lab: str) -> list[str]:
                           json.dumps(gradescope_json(r, info, marks), indent=1) + "\n")
             _atomic_write(out / "feedback" / f"{file_stem(r.student)}.md", feedback_markdown(r, info, marks))
         except Exception as e:  # noqa: BLE001 - one student's export never stops the others'
-            problems.append(f"the export of {r.student!r} failed: {type(e).__name__}: {e}")
+            why = (f"the grader failed on {r.student!r} while exporting its results ({type(e).__name__}: {e}); "
+                   "run `python -m autograder export` again to retry it")
+            problems.append(why)
+            r.status, r.message = Status.INTERNAL_ERROR, why     # in grades.csv; the gradebook keeps the result
     _atomic_write(out / "grades.csv", grades_csv(records, info, marks))
     _atomic_write(out / "canvas.csv", canvas_csv(records, info, marks, students, lab))
     _atomic_write(out / "nbgrader.csv", nbgrader_csv(records, info, marks, students, lab))

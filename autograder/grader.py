@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import secrets
 import sys
@@ -32,7 +33,7 @@ from .late import lateness, load_policy
 from .pool import WorkerError, WorkerProcess
 from .sandbox import Limits
 from .status import BAD_INPUT, Status
-from .submissions import Roster, Submission, SubmissionError, choose, collect, validate_all
+from .submissions import Roster, Submission, SubmissionError, Validator, choose, collect, validate_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,8 +166,12 @@ class _Pool:
         finally:
             self.free.put(i)
 
-    def close(self) -> None:
+    def close(self, unused: bool = False) -> None:
+        """Stop every worker (again is harmless); ``unused`` ones are killed without waiting for their imports."""
         for w in self.workers:
+            if unused and w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
             w.close()
 
 
@@ -184,20 +189,28 @@ def _check_command(lab_name: str, inputs: list, out: Path, workers, labs_dir: Pa
         raise GradingError(f"submission path(s) not found: {', '.join(missing)}")
 
 
-def find_submissions(lab_name: str, inputs: list, roster: Roster | None, student: str | None,
-                     newest: bool) -> list[Submission]:
-    """Trusted identities, caps and validation, one submission per student; stops on clashes."""
+def find_submissions(lab_name: str, inputs: list, roster: Roster | None, student: str | None) -> list[Submission]:
+    """Every candidate notebook, named by trusted identities (nothing is read yet)."""
     try:
         subs, warnings = collect(inputs, lab_name, roster, student)
-        for w in warnings:
-            print(f"autograder: warning: {w}", file=sys.stderr)
-        validate_all(subs, lab_name)
+    except SubmissionError as e:
+        raise GradingError(str(e)) from e
+    for w in warnings:
+        print(f"autograder: warning: {w}", file=sys.stderr)
+    return subs
+
+
+def validate_and_choose(subs: list[Submission], lab_name: str, inputs: list, student: str | None, newest: bool,
+                        validator: Validator) -> list[Submission]:
+    """Caps and validation (in the validator's process), then one submission per student; stops on clashes."""
+    try:
+        validate_all(subs, lab_name, validator)
         chosen = choose(subs, lab_name, newest=newest, by_name=student is not None)
     except SubmissionError as e:
         raise GradingError(str(e)) from e
     if student is not None and not chosen:
         sub = Submission(student, ", ".join(map(str, inputs)))
-        files = sorted(p.name for i in map(Path, inputs) if i.is_dir() for p in i.rglob("*") if p.is_file())
+        files = sorted(f for i in map(Path, inputs) if i.is_dir() for _, _, names in os.walk(i) for f in names)
         chosen = [sub.reject(Status.NO_NOTEBOOK, "no notebook (.ipynb) was found in the submission"
                              + (f"; it holds: {', '.join(files[:20])}" if files else " (it is empty)"))]
     return chosen
@@ -226,11 +239,20 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
         late_policy = load_policy(policy, lab_name) if policy else None
     except (SubmissionError, OSError) as e:
         raise GradingError(str(e)) from e
-    chosen = find_submissions(lab_name, inputs, the_roster, student, newest)
-
-    lab = load_lab(lab_name, labs_dir)
-    book = Gradebook(out / "gradebook.sqlite")
+    pool = None
+    book = None
+    # The validator and the workers start first: they import nbformat and torch while this
+    # process loads the lab and reads the submissions.
+    validator = Validator().start()
     try:
+        subs = find_submissions(lab_name, inputs, the_roster, student)
+        if subs:
+            pool = _Pool(min(workers, len(subs)), *sandbox_paths(labs_dir.resolve(), out.resolve(),
+                                                                 [Path(p) for p in inputs]))
+        lab = load_lab(lab_name, labs_dir)
+        chosen = validate_and_choose(subs, lab_name, inputs, student, newest, validator)
+        validator.close()
+        book = Gradebook(out / "gradebook.sqlite")
         old = book.lab_info(lab_name) or {}
         info = {**lab_info(lab), "policy": late_policy if policy else old.get("policy"),
                 "hidden_visibility": hidden_visibility or old.get("hidden_visibility", DEFAULT_HIDDEN_VISIBILITY)}
@@ -241,11 +263,18 @@ def grade(lab_name: str, inputs: list[str | Path], out: str | Path, workers: int
         records, todo, reused = reuse_or_reject(book, lab, chosen, regrade)
         isolation, stats = "not needed", {}
         if todo:
-            isolation, stats = run_all(book, lab, todo, records, labs_dir, out, inputs, workers, limits, seed, progress)
+            pool = pool or _Pool(1, *sandbox_paths(labs_dir.resolve(), out.resolve(), [Path(p) for p in inputs]))
+            isolation, stats = run_all(book, lab, todo, records, pool, limits, seed, progress)
+        if pool is not None:
+            pool.close(unused=not todo)
         apply_late(book, lab_name, info["policy"], chosen)
         problems = export_lab(out, book, lab_name)
     finally:
-        book.close()
+        validator.close()
+        if pool is not None:
+            pool.close(unused=True)     # after an error: kill, do not wait for workers still importing
+        if book is not None:
+            book.close()
     for p in problems:
         print(f"autograder: error: {p}", file=sys.stderr)
     ordered = [records[k] for k in range(len(chosen))]
@@ -308,12 +337,10 @@ def grade_one(pool: _Pool, book: Gradebook, lab: Lab, sub: Submission, ref_lock:
     return store(book, rec, sub, lab.max_score)             # stored before anything is exported
 
 
-def run_all(book: Gradebook, lab: Lab, todo: list, records: dict, labs_dir: Path, out: Path, inputs: list,
-            workers: int, limits: Limits, seed: int | None, progress: bool) -> tuple[str, dict]:
-    """Run every submission in ``todo`` on a pool of workers; fills ``records``."""
+def run_all(book: Gradebook, lab: Lab, todo: list, records: dict, pool: "_Pool", limits: Limits,
+            seed: int | None, progress: bool) -> tuple[str, dict]:
+    """Run every submission in ``todo`` on the pool's workers; fills ``records``."""
     stats = {"judge_s": 0.0, "compute_s": 0.0, "child_wall_s": 0.0}
-    hide, keep = sandbox_paths(labs_dir.resolve(), out.resolve(), [Path(p) for p in inputs])
-    pool = _Pool(min(workers, len(todo)), hide, keep)
     try:
         run_seed = seed if seed is not None else secrets.randbits(62)
         isolation = pool.hello()
@@ -322,7 +349,7 @@ def run_all(book: Gradebook, lab: Lab, todo: list, records: dict, labs_dir: Path
                   "than it should be (see autograder/README.md)", file=sys.stderr)
         lock, ref_lock = threading.Lock(), threading.Lock()
         bar = _progress(len(todo), progress)
-        with ThreadPoolExecutor(len(pool.workers)) as ex:
+        with ThreadPoolExecutor(min(len(pool.workers), len(todo))) as ex:
             futures = {ex.submit(grade_one, pool, book, lab, s, ref_lock, run_seed, limits, isolation, stats, lock): (k, s)
                        for k, s in todo}
             for f in as_completed(futures):

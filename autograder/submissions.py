@@ -141,7 +141,7 @@ def _walk(folder: Path, skip_archives: list[str]):
             if entry.name.endswith(".ipynb") or entry.is_dir():
                 yield p, True
         elif entry.is_dir(follow_symlinks=False):
-            if entry.name not in (".ipynb_checkpoints", "__MACOSX"):
+            if not entry.name.startswith(".") and entry.name != "__MACOSX":     # .ipynb_checkpoints, .git
                 yield from _walk(p, skip_archives)
         elif entry.is_file(follow_symlinks=False):
             if entry.name.endswith(".ipynb"):
@@ -183,7 +183,7 @@ def collect(inputs: list[str | Path], lab: str, roster: Roster | None = None,
                         skipped.append(str(p))
                 elif entry.is_symlink():
                     add(p, entry.name if entry.is_dir() else lms_student_id(entry.name), True)
-                elif entry.is_dir() and entry.name not in (".ipynb_checkpoints", "__MACOSX"):
+                elif entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX":
                     for q, link in _walk(p, skipped):
                         add(q, entry.name, link)          # the folder names the student
                 elif entry.is_file() and entry.name.endswith(".ipynb"):
@@ -426,9 +426,10 @@ class Validator:
     """
 
     def __init__(self, timeout: float = VALIDATE_TIMEOUT, memory: int = VALIDATE_MEMORY):
-        self.timeout, self.memory, self.proc = timeout, memory, None
+        self.timeout, self.memory, self.proc, self.ready = timeout, memory, None, False
 
-    def _start(self) -> None:
+    def start(self) -> "Validator":
+        """Start the process without waiting for it (it imports nbformat meanwhile)."""
         root = str(Path(__file__).resolve().parents[1])
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": root}
 
@@ -439,8 +440,14 @@ class Validator:
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.submissions", "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd="/", preexec_fn=limit)
-        if self._line(60.0) is None:
-            raise RuntimeError("the notebook validator did not start")
+        self.ready = False
+        return self
+
+    def _wait_ready(self) -> None:
+        if not self.ready:
+            if self._line(120.0) is None:
+                raise RuntimeError("the notebook validator did not start")
+            self.ready = True
 
     def _line(self, timeout: float) -> dict | None:
         fd, buf, end = self.proc.stdout.fileno(), b"", time.monotonic() + timeout
@@ -457,7 +464,8 @@ class Validator:
     def check(self, data: bytes, lab: str) -> dict:
         """``{"status", "message"[, "notebook"]}`` for one notebook's bytes."""
         if self.proc is None or self.proc.poll() is not None:
-            self._start()
+            self.start()
+        self._wait_ready()
         t0 = time.monotonic()
         try:
             self.proc.stdin.write(json.dumps({"lab": lab, "n": len(data)}).encode() + b"\n")
@@ -478,7 +486,7 @@ class Validator:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self.proc = None
+            self.proc, self.ready = None, False
 
     def __enter__(self) -> "Validator":
         return self

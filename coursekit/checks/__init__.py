@@ -292,7 +292,7 @@ def checks_dir() -> Path:
     env = os.environ.get(CHECKS_DIR_ENV)
     candidates = [Path(env)] if env else []
     candidates += [Path.cwd() / "checks", Path.cwd() / "labs" / "checks",
-                   Path(__file__).resolve().parents[2] / "labs" / "checks"]
+                   Path(__file__).resolve().parents[2] / "labs" / "checks"]   # coursekit/checks/ -> the repo
     for p in candidates:
         if p.is_dir():
             return p

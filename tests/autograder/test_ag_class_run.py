@@ -278,3 +278,18 @@ def test_written_answers_can_be_marked_at_a_prompt(run, tmp_path):
     finally:
         book.close()
     assert any("between 0 and 2" in s for s in shown) and any(ANSWER in s for s in shown)
+
+
+def test_an_export_that_fails_for_one_student_is_that_students_row(run, tmp_path):
+    out = copy_out(run, tmp_path)
+    (out / "results" / "carl.json").unlink()
+    (out / "results" / "carl.json").mkdir()                # carl's results cannot be written
+    r = cli("export", "--lab", LAB, "--out", out)
+    assert r.returncode == 1
+    assert "the grader failed on 'carl' while exporting its results (IsADirectoryError" in r.stderr
+    rows = rows_of(out)
+    assert rows["carl"]["status"] == "internal_error" and "while exporting" in rows["carl"]["message"]
+    assert rows["alice"]["status"] == "graded" and (out / "feedback" / "alice.md").is_file()
+    assert len(rows) == 13 and not list((out / "results").glob("*.tmp"))
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    assert db.execute("SELECT status FROM submissions WHERE student='carl' AND current=1").fetchone() == ("graded",)
