@@ -125,7 +125,7 @@ def _require_hidden_flag(code: str, where: str) -> None:
 class CellInfo:
     """What the grader needs to know about one cell of a lab."""
     grade_id: str
-    role: str          # "solution", "tests", "code" or "markdown"
+    role: str          # "solution", "tests", "written", "code" or "markdown"
     locked: bool
     demo: bool
 
@@ -136,7 +136,11 @@ def role_of(cell) -> str:
         return "solution"
     if cell.cell_type != "code":
         return "markdown"
-    if BEGIN_HIDDEN in text or "check(" in text or "case(" in text:
+    if "check(" in text or "case(" in text:
+        return "tests"
+    if "written(" in text:
+        return "written"   # declares a hand-marked question; its hidden block keeps the rubric from students
+    if BEGIN_HIDDEN in text:
         return "tests"
     return "code"
 
