@@ -221,8 +221,8 @@ class _MaskedDropout(nn.Module):
 
 
 def _batch_norm_ops(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """``bn(x)`` written with plain tensor operations, which vmap batches well (several times
-    faster on a CPU than vmap's rule for torch's fused kernel). Same formulas as torch:
+    """``bn(x)`` written with plain tensor operations, which vmap batches well (about twice as
+    fast on a CPU as vmap's rule for torch's fused kernel, forward and backward). Same formulas as torch:
     y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch's biased variance; the
     running averages take the unbiased one, weighted by ``momentum``."""
     dims = [0, *range(2, x.dim())]                 # every dimension but the channels
@@ -240,13 +240,15 @@ def _batch_norm_ops(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tor
                 bn.running_var.mul_(1 - m).add_(var.detach() * (m * n / max(n - 1, 1)))
     else:
         centered, var = x - bn.running_mean.view(shape), bn.running_var
-    y = centered * torch.rsqrt(var.view(shape) + bn.eps)
-    return y * bn.weight.view(shape) + bn.bias.view(shape) if bn.affine else y
+    scale = torch.rsqrt(var + bn.eps)               # per channel, so cheap
+    if not bn.affine:
+        return centered * scale.view(shape)
+    return torch.addcmul(bn.bias.view(shape), centered, (scale * bn.weight).view(shape))
 
 
 def _conv1d_ops(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` as patches times a matrix, which vmap turns into one batched matrix
-    product (vmap's rule for torch's convolution is a grouped convolution, several times
+    product (vmap's rule for torch's convolution is a grouped convolution, measured 10-20%
     slower on a CPU): out[b, o, l] = bias[o] + sum over c, j of W[o, c, j] x[b, c, l*stride + j*dilation]."""
     (k,), (stride,), (dilation,) = conv.kernel_size, conv.stride, conv.dilation
     if conv.padding == "same":
