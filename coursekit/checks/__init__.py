@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from .compare import Mismatch, compare as compare_values, nonfinite
+from .hints import slip
 from .plain import decode, encode
 from .plain import Seed
 from .probe import NotDefined, Step, call, get, named, ref, run_steps
@@ -65,6 +66,7 @@ class Case:
     atol: float = 1e-7
     timeout: float | None = None
     hidden: bool = False
+    names: tuple[str, ...] | None = None    # names of a returned tuple's items, for messages ("dW1", not [1])
 
     @property
     def key(self) -> str:
@@ -102,9 +104,25 @@ class Case:
             return None if reason is None else Mismatch("", str(reason))
         for i, (e, a) in enumerate(zip(expected, actual)):
             where = steps[i].describe() if len(steps) == 1 else f"step {i} ({steps[i].describe()})"
-            m = compare_values(e, a, self.rtol, self.atol, where)
+            m = self._compare_step(e, a, where)
             if m:
                 return m
+        return None
+
+    def _compare_step(self, e: Any, a: Any, where: str) -> Mismatch | None:
+        """Compare one step's result; name tuple items by ``names`` and add a hint for common slips."""
+        pairs = [(where, e, a)]
+        if (self.names and isinstance(e, (tuple, list)) and isinstance(a, (tuple, list))
+                and len(e) == len(a) == len(self.names)):
+            pairs = [(f"{n} of {where}", ei, ai) for n, ei, ai in zip(self.names, e, a)]
+        for label, ei, ai in pairs:
+            m = compare_values(ei, ai, self.rtol, self.atol, label)
+            if m is None:
+                continue
+            hint = slip(ei, ai)
+            if hint:
+                m.reason = f"{m.reason}; hint: {hint}"
+            return m
         return None
 
 
@@ -181,13 +199,16 @@ def _raiser(tb) -> str:
 def case(question: str, name: str, points: float, *, fn: str | None = None,
          inputs: Callable | None = None, script: Callable | None = None,
          compare: Callable | None = None, rtol: float = 1e-5, atol: float = 1e-7,
-         timeout: float | None = None, hidden: bool = False) -> Case:
+         timeout: float | None = None, hidden: bool = False, names: tuple[str, ...] | None = None) -> Case:
     """Declare a test case worth ``points`` for ``question``.
 
     Either ``fn`` and ``inputs`` (a function of a ``torch.Generator`` returning the
     positional arguments), or ``script`` (returning a list of ``call``/``get`` steps).
     ``compare(expected, actual)`` may replace the default element-wise comparison;
     it returns ``None`` when the results are acceptable, else the reason.
+    ``names`` names the items of a returned tuple in messages, e.g.
+    ``names=("loss", "dW1", "db1")``; a wrong tensor also gets a hint for common
+    slips (see :mod:`coursekit.checks.hints`).
     """
     if _lab is None:
         raise RuntimeError(SETUP_FIRST)
@@ -196,7 +217,7 @@ def case(question: str, name: str, points: float, *, fn: str | None = None,
     if not (isinstance(points, (int, float)) and points >= 0):
         raise ValueError(f"case {question}/{name}: points must be a number >= 0; got {points!r}")
     c = Case(_lab, question, name, float(points), fn, inputs, script, compare, rtol, atol,
-             timeout, hidden or _hidden_block)
+             timeout, hidden or _hidden_block, tuple(names) if names else None)
     _cases[c.key] = c
     return c
 

@@ -30,7 +30,7 @@ pytestmark = [needs_isolation, pytest.mark.xdist_group(name="class_run")]
 
 FORGE = """
 import gc, os
-from autograder.child import Child
+from autograder.sandbox.child import Child
 ch = next(o for o in gc.get_objects() if isinstance(o, Child))
 {send}
 ch.send({{"ev": "done"}})
@@ -101,7 +101,7 @@ def copy_out(run, tmp_path) -> Path:
     return out
 
 
-FULL = 10.0   # lab 3's tests; its written question (2 points) is marked by hand
+FULL = lab(LAB).max_score   # lab 3's tests; its written questions are marked by hand
 
 
 def test_identities_come_from_folders_never_from_file_names(run):
@@ -109,7 +109,7 @@ def test_identities_come_from_folders_never_from_file_names(run):
     rows = rows_of(run["out"])
     assert r.returncode == 1, r.stderr                                   # dave's link is bad input
     assert lab(LAB).max_score == FULL
-    assert float(rows["alice"]["q1"]) + float(rows["alice"]["q2"]) + float(rows["alice"]["q3"]) == FULL
+    assert sum(float(rows["alice"][q]) for q in lab(LAB).questions) == FULL
     assert rows["aaron"]["score"] == "0" and "aaron/alice.ipynb" in rows["aaron"]["origin"]
     assert float(rows["bella"]["score"]) == question_points(LAB)["q1"]
     assert float(rows["carl"]["score"]) == FULL                          # not dropped as bella's duplicate
@@ -202,17 +202,17 @@ def test_a_late_student_and_a_regrade_leave_every_other_row(run, tmp_path):
     assert set(rows) == set(before) | {"lena"}
     assert {k: v for k, v in rows.items() if k != "lena"} == before
     lena = rows["lena"]
-    assert (lena["raw_score"], lena["late_days"], lena["penalty"], lena["score"]) == ("10", "2", "0.2", "8")
+    assert (lena["raw_score"], lena["late_days"], lena["penalty"], lena["score"]) == (f"{FULL:g}", "2", "0.2", f"{FULL * 0.8:g}")
     assert lena["submitted_at"] == "2026-03-03T10:00:00Z"
     db = sqlite3.connect(out / "gradebook.sqlite")
-    assert db.execute("SELECT score, final_score FROM submissions WHERE student='lena'").fetchone() == (10.0, 8.0)
+    assert db.execute("SELECT score, final_score FROM submissions WHERE student='lena'").fetchone() == pytest.approx((FULL, FULL * 0.8))
     nbg = {r["student_id"]: r for r in csv.DictReader(open(out / "nbgrader.csv"))}
-    assert (nbg["lena"]["raw_score"], nbg["lena"]["late_submission_penalty"], nbg["lena"]["score"]) == ("10", "2", "8")
+    assert (nbg["lena"]["raw_score"], nbg["lena"]["late_submission_penalty"], nbg["lena"]["score"]) == (f"{FULL:g}", f"{FULL * 0.2:g}", f"{FULL * 0.8:g}")
     assert nbg["lena"]["first_name"] == "Lena" and nbg["lena"]["duedate"] == "2026-03-01T23:59:00Z"
     canvas = list(csv.reader(open(out / "canvas.csv")))
     assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", LAB]
-    assert canvas[1][0] == "Points Possible" and canvas[1][-1] == "12"
-    assert ["Lena Late", "4242", "", "", "", "8"] in canvas and len(canvas) == 2 + len(rows)
+    assert canvas[1][0] == "Points Possible" and canvas[1][-1] == f"{FULL + sum(w.points for w in lab(LAB).written):g}"
+    assert ["Lena Late", "4242", "", "", "", f"{FULL * 0.8:g}"] in canvas and len(canvas) == 2 + len(rows)
     # Regrade one student: that row is replaced, every other row stays as it was.
     r = cli("grade", "--lab", LAB, run["subs"] / "bella", "--student", "bella", "--out", out, "--regrade", *FAST)
     assert r.returncode == 0, r.stderr
@@ -241,7 +241,8 @@ def test_written_answers_are_collected_marked_from_a_csv_and_exported(run, tmp_p
     r = cli("written", "marks", "--lab", LAB, "--out", out, marks)
     assert r.returncode == 0 and "stored 1 mark(s)" in r.stdout, r.stderr
     alice = rows_of(out)["alice"]
-    assert (alice["w1"], alice["score"], alice["max_score"]) == ("1.5", "11.5", "12")
+    tests, written = lab(LAB).max_score, sum(w.points for w in lab(LAB).written)
+    assert (alice["w1"], alice["score"], alice["max_score"]) == ("1.5", f"{tests + 1.5:g}", f"{tests + written:g}")
     feedback = (out / "feedback" / "alice.md").read_text()
     assert "w1 (written): 1.5 / 2" in feedback and "misses the flat direction" in feedback
     assert rows_of(out)["carl"]["w1"] == ""
