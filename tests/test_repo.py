@@ -65,3 +65,12 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_the_bibliography_parses_and_its_keys_are_unique():
+    """A merge that drops a closing brace breaks the whole book build; catch it here in a second."""
+    from pybtex.database import parse_string
+
+    text = (ROOT / "book" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,\s]+),", text, flags=re.MULTILINE)
+    assert len(parse_string(text, "bibtex").entries) == len(keys) == len(set(keys))
