@@ -8,7 +8,7 @@ and precomputed in the static book), ``diagnose`` (reads a learning curve), ``co
 steps to a target: what a run paid) and
 ``checks`` (the labs' self-checks).
 """
-from .cost import Cost, flops_per_step, format_cost, steps_to_target
+from .cost import Cost, flops_per_step, format_cost, forward_flops, steps_to_target
 from .data import Dataset, load_dataset, plot_examples
 from .device import describe_device, get_device, seed_everything
 from .diagnose import Diagnosis, diagnose
@@ -23,6 +23,6 @@ __all__ = [
     "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
     "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
     "Sweep", "SweepHistory", "train_sweep", "Diagnosis", "diagnose",
-    "Cost", "flops_per_step", "format_cost", "steps_to_target",
+    "Cost", "flops_per_step", "format_cost", "forward_flops", "steps_to_target",
 ]
 __version__ = "0.1.0"

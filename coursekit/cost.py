@@ -95,6 +95,21 @@ def flops_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return int(counter.get_total_flops())
 
 
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one prediction pass of ``model`` on ``x`` (evaluation mode, no gradients): what serving costs.
+
+    >>> forward_flops(torch.nn.Linear(10, 3), torch.randn(4, 10))  # 2 * 4 * 10 * 3
+    240
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    twin = copy.deepcopy(model).eval()
+    device = next(twin.parameters(), torch.empty(0)).device
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+        twin(x.to(device))
+    return int(counter.get_total_flops())
+
+
 def steps_to_target(curve: Sequence[float] | torch.Tensor, target: float, every: int = 1,
                     higher_is_better: bool = False) -> int | None:
     """Steps until ``curve`` first reaches ``target``; ``None`` if it never does.

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from coursekit import mlp
-from coursekit.cost import (BATCH_NORM_FLOPS, Cost, flops_per_step, format_cost, format_flops,
+from coursekit.cost import (BATCH_NORM_FLOPS, Cost, flops_per_step, format_cost, format_flops, forward_flops,
                             optimizer_state_numbers, steps_to_target, stopwatch)
 
 
@@ -24,6 +24,19 @@ def test_an_input_that_needs_a_gradient_costs_the_first_layers_input_product_too
     model = nn.Linear(8, 4)
     x, y = torch.randn(5, 8, requires_grad=True), torch.randint(0, 4, (5,))
     assert flops_per_step(model, x, y) == 6 * 5 * 8 * 4
+
+
+def test_a_prediction_costs_the_forward_products_only():
+    model = mlp(40, 10, depth=1, width=100, batch_norm=True)
+    x = torch.randn(7, 40)
+    # eval-mode batch norm is not counted (it folds into the layer); products: 2 FLOPs per weight per example
+    assert forward_flops(model, x) == 2 * 7 * (40 * 100 + 100 * 10)
+    # a training step: forward, the weight gradients (as much again), the second layer's input gradient,
+    # and training-mode batch norm at its stated count, forward and backward
+    step = flops_per_step(model, x, torch.zeros(7, dtype=torch.long))
+    assert step == 2 * forward_flops(model, x) + 2 * 7 * 100 * 10 + 16 * 7 * 100
+    with pytest.raises(TypeError, match="model must be"):
+        forward_flops(None, x)
 
 
 def test_counting_leaves_the_model_untouched():
