@@ -18,7 +18,8 @@ skips for a first layer whose input needs no gradient. Element-wise work
 (activations, the loss, the optimizer's update) is not counted: it is a few FLOPs
 per number against a few hundred for a product. Batch norm is the exception this
 module adds, because chapters compare it: :data:`BATCH_NORM_FLOPS` per element
-forward and backward, a stated count (below).
+forward and backward in training, a stated count (below). In evaluation it is a
+fixed scale and shift that folds into the layer before it, and is not counted.
 
 >>> import torch
 >>> from coursekit import mlp
@@ -125,8 +126,8 @@ def steps_to_target(curve: Sequence[float] | torch.Tensor, target: float, every:
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a positive whole number of steps; got {every!r}")
-    values = torch.as_tensor(curve, dtype=torch.float64).flatten() if not isinstance(curve, torch.Tensor) \
-        else curve.detach().double().cpu()
+    values = curve.detach().double().cpu() if isinstance(curve, torch.Tensor) \
+        else torch.as_tensor(curve, dtype=torch.float64)
     if values.ndim != 1:
         raise ValueError(f"curve must be one value per evaluation (1-D); got shape {tuple(values.shape)}")
     reached = values >= target if higher_is_better else values <= target

@@ -74,6 +74,8 @@ def test_steps_to_target_reads_the_first_evaluation_that_reaches_it():
         steps_to_target([0.5], 0.5, every=0)
     with pytest.raises(ValueError, match="1-D"):
         steps_to_target(torch.zeros(2, 3), 0.5)
+    with pytest.raises(ValueError, match="1-D"):
+        steps_to_target([[0.9, 0.4], [0.8, 0.3]], 0.5)
 
 
 def test_flops_are_written_to_two_significant_figures():
