@@ -1,12 +1,13 @@
 """``export-gradescope``: a Gradescope autograder bundle that runs this same grader.
 
-The zip holds ``setup.sh`` (installs Python packages), ``run_autograder`` (grades
+The zip holds ``setup.sh`` (installs libseccomp and the Python packages of pyproject.toml), ``run_autograder`` (grades
 ``/autograder/submission`` into ``/autograder/results/results.json``), and the
 code and lab files it needs. Upload it as a Gradescope "zip file upload"
 autograder. Set ``AUTOGRADER_HOME``/``AUTOGRADER_PYTHON`` to try it locally.
 """
 from __future__ import annotations
 
+import shlex
 import zipfile
 from pathlib import Path
 
@@ -16,13 +17,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
+# libseccomp2 is the grader sandbox's system-call filter; the Python packages are the
+# course's own dependencies and the grader's extra, read from pyproject.toml at export time.
 set -euo pipefail
-apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip libseccomp2
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q torch=={torch} --index-url https://download.pytorch.org/whl/cpu \\
   || /autograder/venv/bin/pip install -q torch=={torch}
-/autograder/venv/bin/pip install -q numpy nbformat tqdm scikit-learn matplotlib ipywidgets
+/autograder/venv/bin/pip install -q {packages}
 """
+
+
+def grader_packages(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The pip requirements the bundle installs besides torch: the project's dependencies and
+    its ``grader`` extra, as pyproject.toml states them (so the two cannot drift apart).
+
+    >>> any(p.startswith("pyseccomp") for p in grader_packages())
+    True
+    """
+    try:
+        import tomllib                                   # Python >= 3.11
+    except ImportError:                                  # 3.10: the installed package's metadata says the same
+        from importlib.metadata import requires
+        reqs = requires("coursekit") or []
+        wanted = [r.split(";")[0].strip() for r in reqs
+                  if ";" not in r or r.split(";", 1)[1].replace("'", '"').replace(" ", "") == 'extra=="grader"']
+    else:
+        project = tomllib.loads(pyproject.read_text())["project"]
+        wanted = project["dependencies"] + project["optional-dependencies"]["grader"]
+    return [req for req in wanted if not req.replace(" ", "").startswith("torch")]
+
 
 RUN = """#!/usr/bin/env bash
 # Gradescope runs this for each submission. It grades with the course's own autograder:
@@ -73,7 +97,8 @@ def export_bundle(lab: str, out: Path, labs_dir: Path = DEFAULT_LABS_DIR, timeou
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, text)
 
-        add_text("setup.sh", SETUP.format(torch=torch.__version__.split("+")[0]), 0o755)
+        packages = " ".join(shlex.quote(p) for p in grader_packages())
+        add_text("setup.sh", SETUP.format(torch=torch.__version__.split("+")[0], packages=packages), 0o755)
         add_text("run_autograder", RUN.format(lab=lab, timeout=int(timeout), hidden_visibility=hidden_visibility),
                  0o755)
         for pkg in ("autograder", "coursekit"):

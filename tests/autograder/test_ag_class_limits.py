@@ -145,6 +145,23 @@ def gradescope_run(bundle: Path, home: Path, files: dict[str, object], python: s
     return json.loads((home / "results" / "results.json").read_text()), run.stderr
 
 
+def test_gradescope_setup_installs_the_sandbox_and_every_dependency(bundle, monkeypatch):
+    """setup.sh gets libseccomp (the sandbox's filter) and every package pyproject.toml lists for the
+    course and the grader, on Python 3.11 (tomllib) and on 3.10 (installed metadata) alike."""
+    import tomllib
+    from autograder import gradescope
+    with zipfile.ZipFile(bundle) as z:
+        setup = z.read("setup.sh").decode()
+    assert "libseccomp2" in setup
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["grader"]:
+        if not req.startswith("torch"):
+            assert f"'{req}'" in setup, f"setup.sh does not install {req}"
+    from_toml = gradescope.grader_packages()
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # as on Python 3.10
+    assert sorted(gradescope.grader_packages()) == sorted(from_toml)
+
+
 @needs_isolation
 def test_gradescope_bundle_grades_the_lab_notebook_beside_drafts(bundle, tmp_path):
     with zipfile.ZipFile(bundle) as z:
