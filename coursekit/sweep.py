@@ -69,11 +69,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Dataset
+from . import wide
 from .device import get_device, live_mode
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
-PATHS = ("auto", "fast", "general")
+PATHS = ("auto", "fast", "general", "func")
 SCHEDULER_INTERVALS = ("epoch", "step")
 # a progress bar appears (live notebooks only) once a fit has run this long
 PROGRESS_DELAY_S = 3.0
@@ -273,7 +274,8 @@ _SCALED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # init_scale multiplies 
 class _Functional:
     """K copies of one architecture as a function of the flat rows of ``w`` [K, P] (torch.func)."""
 
-    def __init__(self, models: list[nn.Module], init_scale: torch.Tensor, device: torch.device):
+    def __init__(self, models: list[nn.Module], init_scale: torch.Tensor, device: torch.device,
+                 force_vmap: bool = False):
         net = models[0]
         self.names = [n for n, _ in net.named_parameters()]
         if not self.names:
@@ -308,6 +310,11 @@ class _Functional:
                 m.forward = functools.partial(_conv1d_ops, m)
         self.base = base.to("meta")  # the architecture only; functional_call brings the tensors
         self.device = device
+        # the wide network, when every layer is one it knows (see coursekit.wide); vmap otherwise
+        layers = None if force_vmap else wide.plan(net)
+        offsets = np.cumsum([0, *self.sizes]).tolist()
+        self.wide = None if layers is None else wide.WideNet(
+            layers, {n: (o, tuple(shape)) for n, o, shape in zip(self.names, offsets, self.shapes)})
         self._shape_cache: dict[tuple, list] = {}
         self._fns: dict[tuple, Callable] = {}
         self._loss_fn: Callable = F.cross_entropy
@@ -357,6 +364,8 @@ class _Functional:
         """
         # a leading K dimension, beyond the batch's, means one batch per model
         key = (x.dim() > len(self._example) + 1, y.dim() > self._y_dims + 1)
+        if self.uses_wide(self._example):
+            return self.wide.step(w, self.buffers, x, y, masks, classification, key[0])
         fn = self._fns.get(key)
         if fn is None:
             in_dims = (0, 0, 0 if key[0] else None, 0 if key[1] else None, 0)
@@ -373,9 +382,16 @@ class _Functional:
         """Remember one model's input shape (without the batch) and target rank, to read vmap's dims."""
         self._example, self._y_dims = example, y_dims
 
+    def uses_wide(self, example: tuple) -> bool:
+        """Does a batch of examples of shape ``example`` go through the wide network?"""
+        return self.wide is not None and self.wide.accepts(example)
+
     @torch.no_grad()
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """All K models' outputs for a shared batch ``x`` in eval mode: [K, N, ...]."""
+        if self.uses_wide(tuple(x.shape[1:])):
+            return torch.cat([self.wide.to_torch(self.wide.run(w, self.buffers, x[i:i + 1024], [], False, False))
+                              for i in range(0, len(x), 1024)], dim=1)
         self.base.eval()
         fn = torch.func.vmap(lambda row, buffers, xb: torch.func.functional_call(
             self.base, (self.params(row), buffers), (xb,)), in_dims=(0, 0, None), randomness="different")
@@ -491,7 +507,7 @@ class Sweep:
         self._func: _Functional | None = None
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         if not fast:
-            self._func = _Functional(models, self.hparams["init_scale"], self.device)
+            self._func = _Functional(models, self.hparams["init_scale"], self.device, force_vmap=self.path == "func")
             self.w, self.buffers = self._func.w, self._func.buffers
             self.grad = torch.zeros_like(self.w)
             self._setup_dropout()

@@ -1,0 +1,256 @@
+"""One "wide" network for K models of one architecture: the sweep's general path without vmap.
+
+The K models' activations live side by side in one tensor, laid out *feature-major*:
+
+- after a ``Linear`` (features):         h[k, f, b]      shape [K, F, B]
+- after a ``Conv1d`` (channels, length): h[k, c, b, l]   shape [K, C, B, L]
+
+With the batch inside each model's block, every layer of the K models is one ordinary
+kernel, and autograd runs the backward pass with as many operations as one model needs:
+
+- ``Linear``: y_k = W_k x_k + b_k is one batched product, ``baddbmm(b, W, h)`` over K.
+- ``Conv1d``: the patches of model k's input (im2col) times its kernel as a matrix,
+  again one ``baddbmm`` over K; backward scatters the patches' gradient back (col2im).
+  A first layer whose input all K models share builds its patches once.
+- ``BatchNorm1d``: channel (k, c) has its own statistics over (b, l), so the K*C
+  channels are one call of torch's fused batch norm on the [1, K*C, B*L] view, and the
+  running statistics of model k are rows k of the [K, C] buffers, updated in place.
+- ``Dropout``: multiplies by the mask the sweep hands in (model k's own generator).
+- element-wise activations, ``Flatten``, ``Unflatten``, ``MaxPool1d``, ``AvgPool1d``.
+
+The K models' parameters are the rows of the sweep's ``w`` [K, P] (views into it), so
+one ``autograd.grad`` of the sum of the K losses gives every model the gradient of its
+own loss (no parameter is shared), in ``w``'s layout, ready for the optimizer update.
+
+:func:`plan` returns None for a module it does not know; the sweep then keeps its
+``torch.func`` path (vmap of ``functional_call``), which takes any module.
+
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+>>> plan(net) is not None, plan(nn.Sequential(nn.LSTM(4, 8))) is None
+(True, True)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Element-wise layers act on any layout unchanged.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
+               nn.SiLU, nn.Softplus)
+
+
+def _flat_layers(net: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]] | None:
+    """(name, layer) of a nested ``nn.Sequential`` in forward order; None if it is not one."""
+    if type(net) is not nn.Sequential:
+        return None
+    out: list[tuple[str, nn.Module]] = []
+    for name, m in net.named_children():
+        full = f"{prefix}{name}"
+        if type(m) is nn.Sequential:
+            inner = _flat_layers(m, full + ".")
+            if inner is None:
+                return None
+            out += inner
+        else:
+            out.append((full, m))
+    return out
+
+
+def _supported(m: nn.Module) -> bool:
+    if isinstance(m, ELEMENTWISE) or type(m) in (nn.Linear, nn.Dropout):
+        return True
+    if type(m) is nn.Conv1d:
+        return m.groups == 1 and m.padding_mode == "zeros"
+    if type(m) is nn.BatchNorm1d:
+        return m.momentum is not None or not m.track_running_stats
+    if type(m) is nn.Flatten:
+        return m.start_dim == 1 and m.end_dim == -1
+    if type(m) is nn.Unflatten:
+        return m.dim == 1 and len(m.unflattened_size) == 2
+    if type(m) in (nn.MaxPool1d, nn.AvgPool1d):
+        return not getattr(m, "return_indices", False)
+    return False
+
+
+def plan(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of ``net`` if the wide path knows every one of them, else None."""
+    layers = _flat_layers(net)
+    if layers is None or not layers or not all(_supported(m) for _, m in layers):
+        return None
+    return layers
+
+
+class _Conv1d(torch.autograd.Function):
+    """K convolutions as patches times kernels, in layout [K, C, B, L] (or [1, C, B, L] when
+    the K models share their input). Forward: out_k = W_k cols_k (+ b_k) with
+    cols_k[(c, j), (b, l)] = x_k[c, b, l*stride + j*dilation] of the padded input.
+    Backward: dW_k = dout_k cols_k^T, db_k = sum of dout_k, and d cols_k = W_k^T dout_k
+    added back onto the input positions each patch came from (col2im)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, stride: int, dilation: int, pad: tuple[int, int]):
+        K, C_out, C, k = W.shape
+        if pad[0] or pad[1]:
+            x = F.pad(x, pad)
+        B, L = x.shape[2], x.shape[3]
+        L_out = (L - dilation * (k - 1) - 1) // stride + 1
+        last = stride * (L_out - 1) + 1
+        cols = torch.stack([x[..., j * dilation: j * dilation + last: stride] for j in range(k)], dim=2)
+        cols = cols.view(x.shape[0], C * k, B * L_out).expand(K, -1, -1)   # [K, (c, j), (b, l)]
+        W2 = W.reshape(K, C_out, C * k)
+        out = torch.bmm(W2, cols) if b is None else torch.baddbmm(b.unsqueeze(-1), W2, cols)
+        ctx.saved = (cols, W2)
+        ctx.geometry = (K, C, k, B, L, L_out, stride, dilation, pad, b is not None, W.shape)
+        return out.view(K, C_out, B, L_out)
+
+    @staticmethod
+    def backward(ctx, dout):
+        cols, W2 = ctx.saved
+        K, C, k, B, L, L_out, stride, dilation, pad, has_bias, w_shape = ctx.geometry
+        dout = dout.reshape(K, w_shape[1], B * L_out)
+        dW = torch.bmm(dout, cols.transpose(1, 2)).view(w_shape) if ctx.needs_input_grad[1] else None
+        db = dout.sum(2) if has_bias and ctx.needs_input_grad[2] else None
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dcols = torch.bmm(W2.transpose(1, 2), dout).view(K, C, k, B, L_out)
+            dx = dout.new_zeros(K, C, B, L)
+            last = stride * (L_out - 1) + 1
+            for j in range(k):
+                dx[..., j * dilation: j * dilation + last: stride] += dcols[:, :, j]
+            if pad[0] or pad[1]:
+                dx = dx[..., pad[0]: L - pad[1]]
+        return dx, dW, db, None, None, None
+
+
+def _conv_padding(conv: nn.Conv1d) -> tuple[int, int]:
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        total = conv.dilation[0] * (conv.kernel_size[0] - 1)
+        return (total // 2, total - total // 2)
+    return (conv.padding[0], conv.padding[0])
+
+
+class WideNet:
+    """K copies of one architecture as one network over [K, ...] tensors (see the module's doc).
+
+    ``layers`` comes from :func:`plan`; ``slots`` maps each parameter's name to its
+    (offset, shape) in a row of ``w``.
+    """
+
+    def __init__(self, layers: list[tuple[str, nn.Module]], slots: dict[str, tuple[int, tuple]]):
+        self.layers, self.slots = layers, slots
+
+    # -- parameters and buffers as views ---------------------------------------------------
+    def _param(self, w: torch.Tensor, name: str) -> torch.Tensor:
+        offset, shape = self.slots[name]
+        n = 1
+        for s in shape:
+            n *= s
+        return w[:, offset:offset + n].view(w.shape[0], *shape)
+
+    def accepts(self, example: tuple) -> bool:
+        """Does every layer see a one-model input of the rank it expects, starting from
+        examples of shape ``example`` (features [F], or channels and length [C, L])?"""
+        rank = len(example)
+        if rank not in (1, 2):
+            return False
+        for _, m in self.layers:
+            if type(m) is nn.Linear and rank != 1:
+                return False
+            if type(m) in (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d) and rank != 2:
+                return False
+            if type(m) is nn.Unflatten:
+                if rank != 1:
+                    return False
+                rank = 2
+            elif type(m) is nn.Flatten:
+                rank = 1
+        return True
+
+    # -- the forward pass ----------------------------------------------------------------
+    def run(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, masks: list[torch.Tensor],
+            train: bool, per_model: bool) -> torch.Tensor:
+        """Outputs in layout [K, F, B] (or [K, C, B, L]) for input ``x``: [B, ...] shared by all
+        models, or [K, B, ...] with ``per_model``. Batch norm's running statistics update in
+        place when ``train``; ``masks`` are the dropout masks in torch's layout, [K, B, ...]."""
+        K = w.shape[0]
+        h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, B, L]
+        masks = iter(masks)
+        for name, m in self.layers:
+            if type(m) is nn.Linear:
+                W = self._param(w, f"{name}.weight")
+                h = h.expand(K, -1, -1)
+                h = torch.bmm(W, h) if m.bias is None else \
+                    torch.baddbmm(self._param(w, f"{name}.bias").unsqueeze(-1), W, h)
+            elif type(m) is nn.Conv1d:
+                W = self._param(w, f"{name}.weight")
+                b = self._param(w, f"{name}.bias") if m.bias is not None else None
+                h = _Conv1d.apply(h, W, b, m.stride[0], m.dilation[0], _conv_padding(m))
+            elif type(m) is nn.BatchNorm1d:
+                h = self._batch_norm(w, buffers, name, m, h.expand(K, *h.shape[1:]), train)
+            elif type(m) is nn.Dropout:
+                if train:
+                    h = h * self.to_wide(next(masks))
+            elif type(m) is nn.Flatten:
+                if h.dim() == 4:
+                    h = h.permute(0, 1, 3, 2).reshape(h.shape[0], -1, h.shape[2])
+            elif type(m) is nn.Unflatten:
+                C, L = m.unflattened_size
+                h = h.reshape(h.shape[0], C, L, h.shape[2]).permute(0, 1, 3, 2)
+            elif type(m) in (nn.MaxPool1d, nn.AvgPool1d):
+                n, C, B, L = h.shape
+                h = m(h.reshape(n * C, B, L))
+                h = h.view(n, C, B, h.shape[-1])
+            else:  # element-wise
+                h = m(h)
+        return h.expand(K, *h.shape[1:])
+
+    @staticmethod
+    def to_wide(t: torch.Tensor) -> torch.Tensor:
+        """torch's layout [K, B, F] or [K, B, C, L] as the wide one, [K, F, B] or [K, C, B, L] (a view)."""
+        return t.transpose(1, 2)
+
+    @staticmethod
+    def to_torch(h: torch.Tensor) -> torch.Tensor:
+        """The wide layout back as torch's, [K, B, ...] (a view)."""
+        return h.transpose(1, 2)
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
+        """Each model's mean loss [K] on its batch: ``y`` is [B, ...] (shared) or [K, B, ...]."""
+        K = h.shape[0]
+        if classification:
+            if h.dim() == 3:  # [K, classes, B]: cross_entropy's own [N, C, d] form, no copy
+                return F.cross_entropy(h, y.expand(K, -1), reduction="none").mean(1)
+            out = self.to_torch(h)
+            target = y.expand(K, *y.shape[-(out.dim() - 2):]) if y.dim() < out.dim() - 1 else y
+            return F.cross_entropy(out.flatten(0, 1), target.flatten(0, 1), reduction="none").view(K, -1).mean(1)
+        return (self.to_torch(h) - y).square().flatten(1).mean(1)
+
+    def step(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
+             classification: bool, per_model: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(grad [K, P], loss [K], out [K, B, ...]) of every model on its batch, in train mode.
+        One autograd call on the sum of the K losses: d(sum)/dw_k = d(loss_k)/dw_k."""
+        w = w.detach().requires_grad_()  # shares w's storage; the update writes into w in place
+        with torch.enable_grad():
+            h = self.run(w, buffers, x, masks, True, per_model)
+            loss = self.loss(h, y, classification)
+            grad, = torch.autograd.grad(loss.sum(), w)
+        return grad, loss.detach(), self.to_torch(h.detach())
+
+    def _batch_norm(self, w, buffers, name, bn, h, train):
+        K, C = h.shape[0], h.shape[1]
+        weight = self._param(w, f"{name}.weight").reshape(-1) if bn.affine else None
+        bias = self._param(w, f"{name}.bias").reshape(-1) if bn.affine else None
+        if bn.track_running_stats:
+            mean, var = buffers[f"{name}.running_mean"].view(-1), buffers[f"{name}.running_var"].view(-1)
+            if train:
+                buffers[f"{name}.num_batches_tracked"].add_(1)
+        else:
+            mean = var = None
+        batch_stats = train or not bn.track_running_stats
+        out = F.batch_norm(h.reshape(1, K * C, -1), mean, var, weight, bias, batch_stats,
+                           bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+        return out.view(h.shape)
