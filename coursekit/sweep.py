@@ -312,9 +312,7 @@ class _Functional:
         self.device = device
         # the wide network, when every layer is one it knows (see coursekit.wide); vmap otherwise
         layers = None if force_vmap else wide.plan(net)
-        offsets = np.cumsum([0, *self.sizes]).tolist()
-        self.wide = None if layers is None else wide.WideNet(
-            layers, {n: (o, tuple(shape)) for n, o, shape in zip(self.names, offsets, self.shapes)})
+        self.wide = None if layers is None else wide.WideNet(layers, self.names, self.shapes)
         self._shape_cache: dict[tuple, list] = {}
         self._fns: dict[tuple, Callable] = {}
         self._loss_fn: Callable = F.cross_entropy

@@ -32,6 +32,8 @@ own loss (no parameter is shared), in ``w``'s layout, ready for the optimizer up
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -82,33 +84,50 @@ def plan(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
     return layers
 
 
+def _taps(L: int, L_out: int, k: int, stride: int, dilation: int, pad: int) -> list[tuple[slice, slice]]:
+    """For each tap j of a kernel: (output positions l, input positions l*stride + j*dilation - pad)
+    of the outputs whose tap j falls inside the input (the rest read the zero padding)."""
+    taps = []
+    for j in range(k):
+        shift = j * dilation - pad
+        lo = max(0, -(shift // stride) if shift < 0 else 0)              # first l with l*stride + shift >= 0
+        hi = min(L_out - 1, (L - 1 - shift) // stride)                    # last l with l*stride + shift < L
+        if hi < lo:
+            taps.append((slice(0, 0), slice(0, 0)))
+            continue
+        start = lo * stride + shift
+        taps.append((slice(lo, hi + 1), slice(start, start + stride * (hi - lo) + 1, stride)))
+    return taps
+
+
 class _Conv1d(torch.autograd.Function):
     """K convolutions as patches times kernels, in layout [K, C, B, L] (or [1, C, B, L] when
     the K models share their input). Forward: out_k = W_k cols_k (+ b_k) with
-    cols_k[(c, j), (b, l)] = x_k[c, b, l*stride + j*dilation] of the padded input.
+    cols_k[(c, j), (b, l)] = x_k[c, b, l*stride + j*dilation - pad] (zero outside the input).
     Backward: dW_k = dout_k cols_k^T, db_k = sum of dout_k, and d cols_k = W_k^T dout_k
     added back onto the input positions each patch came from (col2im)."""
 
     @staticmethod
     def forward(ctx, x, W, b, stride: int, dilation: int, pad: tuple[int, int]):
         K, C_out, C, k = W.shape
-        if pad[0] or pad[1]:
-            x = F.pad(x, pad)
-        B, L = x.shape[2], x.shape[3]
-        L_out = (L - dilation * (k - 1) - 1) // stride + 1
-        last = stride * (L_out - 1) + 1
-        cols = torch.stack([x[..., j * dilation: j * dilation + last: stride] for j in range(k)], dim=2)
-        cols = cols.view(x.shape[0], C * k, B * L_out).expand(K, -1, -1)   # [K, (c, j), (b, l)]
+        n, B, L = x.shape[0], x.shape[2], x.shape[3]
+        L_out = (L + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
+        taps = _taps(L, L_out, k, stride, dilation, pad[0])
+        full = all(out_l == slice(0, L_out) for out_l, _ in taps)
+        cols = (x.new_empty if full else x.new_zeros)(n, C, k, B, L_out)
+        for j, (out_l, in_l) in enumerate(taps):
+            cols[:, :, j, :, out_l] = x[..., in_l]
+        cols = cols.view(n, C * k, B * L_out).expand(K, -1, -1)   # [K, (c, j), (b, l)]
         W2 = W.reshape(K, C_out, C * k)
         out = torch.bmm(W2, cols) if b is None else torch.baddbmm(b.unsqueeze(-1), W2, cols)
-        ctx.saved = (cols, W2)
-        ctx.geometry = (K, C, k, B, L, L_out, stride, dilation, pad, b is not None, W.shape)
+        ctx.saved = (cols, W2, taps)
+        ctx.geometry = (K, C, k, B, L, L_out, b is not None, W.shape)
         return out.view(K, C_out, B, L_out)
 
     @staticmethod
     def backward(ctx, dout):
-        cols, W2 = ctx.saved
-        K, C, k, B, L, L_out, stride, dilation, pad, has_bias, w_shape = ctx.geometry
+        cols, W2, taps = ctx.saved
+        K, C, k, B, L, L_out, has_bias, w_shape = ctx.geometry
         dout = dout.reshape(K, w_shape[1], B * L_out)
         dW = torch.bmm(dout, cols.transpose(1, 2)).view(w_shape) if ctx.needs_input_grad[1] else None
         db = dout.sum(2) if has_bias and ctx.needs_input_grad[2] else None
@@ -116,11 +135,8 @@ class _Conv1d(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dcols = torch.bmm(W2.transpose(1, 2), dout).view(K, C, k, B, L_out)
             dx = dout.new_zeros(K, C, B, L)
-            last = stride * (L_out - 1) + 1
-            for j in range(k):
-                dx[..., j * dilation: j * dilation + last: stride] += dcols[:, :, j]
-            if pad[0] or pad[1]:
-                dx = dx[..., pad[0]: L - pad[1]]
+            for j, (out_l, in_l) in enumerate(taps):
+                dx[..., in_l] += dcols[:, :, j, :, out_l]
         return dx, dW, db, None, None, None
 
 
@@ -136,20 +152,21 @@ def _conv_padding(conv: nn.Conv1d) -> tuple[int, int]:
 class WideNet:
     """K copies of one architecture as one network over [K, ...] tensors (see the module's doc).
 
-    ``layers`` comes from :func:`plan`; ``slots`` maps each parameter's name to its
-    (offset, shape) in a row of ``w``.
+    ``layers`` comes from :func:`plan`; ``names`` and ``shapes`` are the parameters in the
+    order of a row of ``w`` (``named_parameters`` order).
     """
 
-    def __init__(self, layers: list[tuple[str, nn.Module]], slots: dict[str, tuple[int, tuple]]):
-        self.layers, self.slots = layers, slots
+    def __init__(self, layers: list[tuple[str, nn.Module]], names: list[str], shapes: list[tuple]):
+        self.layers, self.names, self.shapes = layers, names, [tuple(s) for s in shapes]
+        self.sizes = [math.prod(s) for s in self.shapes]
 
-    # -- parameters and buffers as views ---------------------------------------------------
-    def _param(self, w: torch.Tensor, name: str) -> torch.Tensor:
-        offset, shape = self.slots[name]
-        n = 1
-        for s in shape:
-            n *= s
-        return w[:, offset:offset + n].view(w.shape[0], *shape)
+    # -- parameters as views ---------------------------------------------------------------
+    def params(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every parameter of the K models as a [K, *shape] view into ``w`` [K, P]. One split,
+        so autograd's backward is one concatenation of the gradients into [K, P] (slicing
+        each one out would zero-fill a [K, P] tensor per parameter)."""
+        chunks = w.split(self.sizes, dim=1)
+        return {n: c.view(w.shape[0], *shape) for n, c, shape in zip(self.names, chunks, self.shapes)}
 
     def accepts(self, example: tuple) -> bool:
         """Does every layer see a one-model input of the rank it expects, starting from
@@ -177,20 +194,21 @@ class WideNet:
         models, or [K, B, ...] with ``per_model``. Batch norm's running statistics update in
         place when ``train``; ``masks`` are the dropout masks in torch's layout, [K, B, ...]."""
         K = w.shape[0]
+        p = self.params(w)
         h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, B, L]
         masks = iter(masks)
         for name, m in self.layers:
             if type(m) is nn.Linear:
-                W = self._param(w, f"{name}.weight")
+                W = p[f"{name}.weight"]
                 h = h.expand(K, -1, -1)
                 h = torch.bmm(W, h) if m.bias is None else \
-                    torch.baddbmm(self._param(w, f"{name}.bias").unsqueeze(-1), W, h)
+                    torch.baddbmm(p[f"{name}.bias"].unsqueeze(-1), W, h)
             elif type(m) is nn.Conv1d:
-                W = self._param(w, f"{name}.weight")
-                b = self._param(w, f"{name}.bias") if m.bias is not None else None
+                W = p[f"{name}.weight"]
+                b = p[f"{name}.bias"] if m.bias is not None else None
                 h = _Conv1d.apply(h, W, b, m.stride[0], m.dilation[0], _conv_padding(m))
             elif type(m) is nn.BatchNorm1d:
-                h = self._batch_norm(w, buffers, name, m, h.expand(K, *h.shape[1:]), train)
+                h = self._batch_norm(p, buffers, name, m, h.expand(K, *h.shape[1:]), train)
             elif type(m) is nn.Dropout:
                 if train:
                     h = h * self.to_wide(next(masks))
@@ -240,10 +258,10 @@ class WideNet:
             grad, = torch.autograd.grad(loss.sum(), w)
         return grad, loss.detach(), self.to_torch(h.detach())
 
-    def _batch_norm(self, w, buffers, name, bn, h, train):
+    def _batch_norm(self, p, buffers, name, bn, h, train):
         K, C = h.shape[0], h.shape[1]
-        weight = self._param(w, f"{name}.weight").reshape(-1) if bn.affine else None
-        bias = self._param(w, f"{name}.bias").reshape(-1) if bn.affine else None
+        weight = p[f"{name}.weight"].reshape(-1) if bn.affine else None
+        bias = p[f"{name}.bias"].reshape(-1) if bn.affine else None
         if bn.track_running_stats:
             mean, var = buffers[f"{name}.running_mean"].view(-1), buffers[f"{name}.running_var"].view(-1)
             if train:
