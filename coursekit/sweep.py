@@ -155,6 +155,25 @@ def _per_model_optimizer(value, K: int) -> list[str]:
     return list(names)
 
 
+def _sqrt_floor(eps: torch.Tensor, bc2_sqrt_min: float | torch.Tensor) -> float:
+    """The floor below which the second moment may be raised before its square root, with no
+    effect on the result: 0 (no floor) or float32's smallest normal number.
+
+    A tiny second moment turns denormal, and a CPU takes ~15x longer for the square root of
+    a denormal (measured: 1.1 ms vs 0.07 ms for 16 x 9,034 values). Raising it to the smallest
+    normal number 2^-126 changes sqrt(v) / bc2_sqrt by less than 2^-63 / bc2_sqrt, which is
+    less than half a float32 step of eps when 2^-63 / bc2_sqrt < eps * 2^-25. Then
+    sqrt(v) / bc2_sqrt + eps rounds to the same number either way: bit for bit as torch.optim.
+    """
+    if float(eps.min()) > 2.0 ** -63 / float(bc2_sqrt_min) * 2.0 ** 25:
+        return torch.finfo(torch.float32).tiny
+    return 0.0
+
+
+def _sqrt(v: torch.Tensor, floor: float, out: torch.Tensor) -> torch.Tensor:
+    return torch.clamp_min(v, floor, out=out).sqrt_() if floor else torch.sqrt(v, out=out)
+
+
 # -- history -------------------------------------------------------------------------------
 @dataclass
 class SweepHistory:
@@ -768,6 +787,7 @@ class Sweep:
                 "alpha": col(hp["alpha"]), "one_minus_alpha": col(1 - hp["alpha"]),
                 "decay": col(1 - hp["lr"] * hp["weight_decay"]),
                 "neg_step_size": col(-hp["lr"] / bc1), "bc2_sqrt": col(bc2.sqrt()),
+                "sqrt_floor": _sqrt_floor(hp["eps"], bc2.sqrt().min() if n_steps else 1.0),
                 "any_momentum": bool((hp["momentum"] > 0).any()),
                 "any_weight_decay": bool((hp["weight_decay"] > 0).any())}
 
@@ -792,7 +812,7 @@ class Sweep:
             m, v = state["m"], state["v"]
             m.lerp_(grad, hp["one_minus_beta1"])
             v.mul_(hp["beta2"]).addcmul_(torch.mul(grad, hp["one_minus_beta2"], out=tmp), grad)
-            denom = torch.sqrt(v, out=tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
+            denom = _sqrt(v, hp["sqrt_floor"], tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
             w.addcdiv_(torch.mul(m, hp["neg_step_size"][s], out=tmp2), denom)
         elif name == "rmsprop":
             if hp["any_weight_decay"]:
@@ -800,7 +820,7 @@ class Sweep:
             # square_avg = alpha * square_avg + (1 - alpha) * grad^2;  avg = sqrt(square_avg) + eps
             square_avg = state["square_avg"]
             square_avg.mul_(hp["alpha"]).addcmul_(torch.mul(grad, hp["one_minus_alpha"], out=tmp), grad)
-            avg = torch.sqrt(square_avg, out=tmp).add_(hp["eps"])
+            avg = _sqrt(square_avg, hp["sqrt_floor"], tmp).add_(hp["eps"])
             if hp["any_momentum"]:
                 buf = state.get("buf")
                 if buf is None:

@@ -113,10 +113,11 @@ class _Conv1d(torch.autograd.Function):
         n, B, L = x.shape[0], x.shape[2], x.shape[3]
         L_out = (L + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
         taps = _taps(L, L_out, k, stride, dilation, pad[0])
-        full = all(out_l == slice(0, L_out) for out_l, _ in taps)
-        cols = (x.new_empty if full else x.new_zeros)(n, C, k, B, L_out)
+        cols = x.new_empty(n, C, k, B, L_out)
         for j, (out_l, in_l) in enumerate(taps):
             cols[:, :, j, :, out_l] = x[..., in_l]
+            cols[:, :, j, :, :out_l.start].zero_()   # the taps that read the zero padding
+            cols[:, :, j, :, out_l.stop:].zero_()
         cols = cols.view(n, C * k, B * L_out).expand(K, -1, -1)   # [K, (c, j), (b, l)]
         W2 = W.reshape(K, C_out, C * k)
         out = torch.bmm(W2, cols) if b is None else torch.baddbmm(b.unsqueeze(-1), W2, cols)
