@@ -11,8 +11,13 @@ compute the gradients:
   backprop is written out with the same products (dW = dz^T a, db = sum of dz,
   da = dz W); taking autograd's bookkeeping out of the loop about halves the CPU
   time per step.
-- **general** (any ``nn.Module`` of the course: batch norm, dropout, ``Conv1d``,
-  ...), built on ``torch.func``: ``vmap`` of ``functional_call`` over the K rows of
+- **general, wide** (an ``nn.Sequential`` of the layers the course's models use:
+  ``Linear``, ``Conv1d``, ``BatchNorm1d``, ``Dropout``, activations, ``Flatten``,
+  ``Unflatten``, 1-D pooling): the K models run as one wide network
+  (:mod:`coursekit.wide`), every layer one kernel over all K, with ordinary autograd;
+  a step costs about the operations of one model.
+- **general, torch.func** (any other ``nn.Module``; ``path="func"`` forces it),
+  built on ``torch.func``: ``vmap`` of ``functional_call`` over the K rows of
   ``w`` runs the K forward passes as one, and a single autograd call on the sum of
   the K losses gives each model the gradient of its own loss (no parameter is
   shared). Batch norm keeps running statistics per model (its buffers are stacked
@@ -427,7 +432,9 @@ class Sweep:
       called once per model with torch's RNG seeded by ``seed[k]``, so model k
       starts exactly where ``torch.manual_seed(seed[k]); model_fn()`` would; the
       global RNG is left untouched. Plain MLPs take the fast path, other modules the
-      general path (``path="general"`` forces it; ``path="fast"`` insists on the fast one).
+      general path (``path="general"`` forces it; ``path="fast"`` insists on the fast one;
+      ``path="func"`` takes the general path through ``torch.func`` even where the wide
+      network would do). :attr:`engine` says which one runs.
     - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'rmsprop'``, ``'adam'``
       or ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
       Updates follow ``torch.optim.SGD`` / ``RMSprop`` / ``Adam`` / ``AdamW`` step for step.
@@ -580,9 +587,11 @@ class Sweep:
         _, shapes = self._func.probe(batch_shape)
         masks = []
         for keep, shape in zip(self._keep, shapes):
-            u = torch.stack([torch.rand(shape, generator=g, device=self.device) for g in self._mask_gens])
+            u = torch.empty(self.K, *shape, device=self.device)
+            for k, g in enumerate(self._mask_gens):  # each model's numbers straight into its block
+                torch.rand(shape, generator=g, device=self.device, out=u[k])
             q = keep.view(self.K, *[1] * len(shape))
-            masks.append((u < q).float().div_(q))
+            masks.append(torch.where(u < q, 1.0 / q, 0.0))
         return masks
 
     @property
@@ -1010,9 +1019,21 @@ class Sweep:
             return data.task == "classification"
         return self.loss == "cross_entropy"
 
+    @property
+    def engine(self) -> str:
+        """How the gradients are computed: ``'fast'`` (plain MLP, backprop written out),
+        ``'wide'`` (general path, one wide network: :mod:`coursekit.wide`) or ``'func'``
+        (general path, ``torch.func``'s vmap, for modules the wide network does not know)."""
+        if self._func is None:
+            return "fast"
+        example = getattr(self._func, "_example", None)
+        known = self._func.wide is not None and (example is None or self._func.wide.accepts(example))
+        return "wide" if known else "func"
+
     def __repr__(self) -> str:
+        path = "fast" if self._func is None else f"general ({self.engine})"
         return (f"Sweep(K={self.K}, optimizer={sorted(set(self.optimizers))}, P={self.n_params}, "
-                f"path={'fast' if self._func is None else 'general'}, device={self.device})")
+                f"path={path}, device={self.device})")
 
 
 def _layers_of(net: nn.Module) -> list[nn.Module]:
