@@ -591,7 +591,12 @@ class Sweep:
             for k, g in enumerate(self._mask_gens):  # each model's numbers straight into its block
                 torch.rand(shape, generator=g, device=self.device, out=u[k])
             q = keep.view(self.K, *[1] * len(shape))
-            masks.append(torch.where(u < q, 1.0 / q, 0.0))
+            out = None
+            if self.engine == "wide":  # stored in the wide network's layout, features before batch
+                out = torch.empty(self.K, shape[1], shape[0], *shape[2:], device=self.device).transpose(1, 2)
+            zero = torch.zeros((), device=self.device)
+            masks.append(torch.where(u < q, 1.0 / q, zero) if out is None else
+                         torch.where(u < q, 1.0 / q, zero, out=out))
         return masks
 
     @property
