@@ -592,8 +592,8 @@ class Sweep:
                 torch.rand(shape, generator=g, device=self.device, out=u[k])
             q = keep.view(self.K, *[1] * len(shape))
             out = None
-            if self.engine == "wide":  # stored in the wide network's layout, features before batch
-                out = torch.empty(self.K, shape[1], shape[0], *shape[2:], device=self.device).transpose(1, 2)
+            if self.engine == "wide":  # stored in the wide network's layout, the batch innermost
+                out = torch.empty(self.K, *shape[1:], shape[0], device=self.device).movedim(-1, 1)
             zero = torch.zeros((), device=self.device)
             masks.append(torch.where(u < q, 1.0 / q, zero) if out is None else
                          torch.where(u < q, 1.0 / q, zero, out=out))

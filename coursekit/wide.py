@@ -1,19 +1,21 @@
 """One "wide" network for K models of one architecture: the sweep's general path without vmap.
 
-The K models' activations live side by side in one tensor, laid out *feature-major*:
+The K models' activations live side by side in one tensor, with the batch innermost:
 
 - after a ``Linear`` (features):         h[k, f, b]      shape [K, F, B]
-- after a ``Conv1d`` (channels, length): h[k, c, b, l]   shape [K, C, B, L]
+- after a ``Conv1d`` (channels, length): h[k, c, l, b]   shape [K, C, L, B]
 
 With the batch inside each model's block, every layer of the K models is one ordinary
-kernel, and autograd runs the backward pass with as many operations as one model needs:
+kernel, and autograd runs the backward pass with as many operations as one model needs
+(``Flatten`` and ``Unflatten`` are free views, and the patches of a convolution are
+copies of whole rows of B numbers):
 
 - ``Linear``: y_k = W_k x_k + b_k is one batched product, ``baddbmm(b, W, h)`` over K.
 - ``Conv1d``: the patches of model k's input (im2col) times its kernel as a matrix,
   again one ``baddbmm`` over K; backward scatters the patches' gradient back (col2im).
   A first layer whose input all K models share builds its patches once.
 - ``BatchNorm1d``: channel (k, c) has its own statistics over (b, l), so the K*C
-  channels are one call of torch's fused batch norm on the [1, K*C, B*L] view, and the
+  channels are one call of torch's fused batch norm on the [1, K*C, L*B] view, and the
   running statistics of model k are rows k of the [K, C] buffers, updated in place.
 - ``Dropout``: multiplies by the mask the sweep hands in (model k's own generator).
 - element-wise activations, ``Flatten``, ``Unflatten``, ``MaxPool1d``, ``AvgPool1d``.
@@ -101,43 +103,43 @@ def _taps(L: int, L_out: int, k: int, stride: int, dilation: int, pad: int) -> l
 
 
 class _Conv1d(torch.autograd.Function):
-    """K convolutions as patches times kernels, in layout [K, C, B, L] (or [1, C, B, L] when
+    """K convolutions as patches times kernels, in layout [K, C, L, B] (or [1, C, L, B] when
     the K models share their input). Forward: out_k = W_k cols_k (+ b_k) with
-    cols_k[(c, j), (b, l)] = x_k[c, b, l*stride + j*dilation - pad] (zero outside the input).
+    cols_k[(c, j), (l, b)] = x_k[c, l*stride + j*dilation - pad, b] (zero outside the input).
     Backward: dW_k = dout_k cols_k^T, db_k = sum of dout_k, and d cols_k = W_k^T dout_k
     added back onto the input positions each patch came from (col2im)."""
 
     @staticmethod
     def forward(ctx, x, W, b, stride: int, dilation: int, pad: tuple[int, int]):
         K, C_out, C, k = W.shape
-        n, B, L = x.shape[0], x.shape[2], x.shape[3]
+        n, L, B = x.shape[0], x.shape[2], x.shape[3]
         L_out = (L + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
         taps = _taps(L, L_out, k, stride, dilation, pad[0])
-        cols = x.new_empty(n, C, k, B, L_out)
+        cols = x.new_empty(n, C, k, L_out, B)
         for j, (out_l, in_l) in enumerate(taps):
-            cols[:, :, j, :, out_l] = x[..., in_l]
-            cols[:, :, j, :, :out_l.start].zero_()   # the taps that read the zero padding
-            cols[:, :, j, :, out_l.stop:].zero_()
-        cols = cols.view(n, C * k, B * L_out).expand(K, -1, -1)   # [K, (c, j), (b, l)]
+            cols[:, :, j, out_l] = x[:, :, in_l]
+            cols[:, :, j, :out_l.start].zero_()   # the taps that read the zero padding
+            cols[:, :, j, out_l.stop:].zero_()
+        cols = cols.view(n, C * k, L_out * B).expand(K, -1, -1)   # [K, (c, j), (l, b)]
         W2 = W.reshape(K, C_out, C * k)
         out = torch.bmm(W2, cols) if b is None else torch.baddbmm(b.unsqueeze(-1), W2, cols)
         ctx.saved = (cols, W2, taps)
         ctx.geometry = (K, C, k, B, L, L_out, b is not None, W.shape)
-        return out.view(K, C_out, B, L_out)
+        return out.view(K, C_out, L_out, B)
 
     @staticmethod
     def backward(ctx, dout):
         cols, W2, taps = ctx.saved
         K, C, k, B, L, L_out, has_bias, w_shape = ctx.geometry
-        dout = dout.reshape(K, w_shape[1], B * L_out)
+        dout = dout.reshape(K, w_shape[1], L_out * B)
         dW = torch.bmm(dout, cols.transpose(1, 2)).view(w_shape) if ctx.needs_input_grad[1] else None
         db = dout.sum(2) if has_bias and ctx.needs_input_grad[2] else None
         dx = None
         if ctx.needs_input_grad[0]:
-            dcols = torch.bmm(W2.transpose(1, 2), dout).view(K, C, k, B, L_out)
-            dx = dout.new_zeros(K, C, B, L)
+            dcols = torch.bmm(W2.transpose(1, 2), dout).view(K, C, k, L_out, B)
+            dx = dout.new_zeros(K, C, L, B)
             for j, (out_l, in_l) in enumerate(taps):
-                dx[..., in_l] += dcols[:, :, j, :, out_l]
+                dx[:, :, in_l] += dcols[:, :, j, out_l]
         return dx, dW, db, None, None, None
 
 
@@ -191,12 +193,12 @@ class WideNet:
     # -- the forward pass ----------------------------------------------------------------
     def run(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, masks: list[torch.Tensor],
             train: bool, per_model: bool) -> torch.Tensor:
-        """Outputs in layout [K, F, B] (or [K, C, B, L]) for input ``x``: [B, ...] shared by all
+        """Outputs in layout [K, F, B] (or [K, C, L, B]) for input ``x``: [B, ...] shared by all
         models, or [K, B, ...] with ``per_model``. Batch norm's running statistics update in
         place when ``train``; ``masks`` are the dropout masks in torch's layout, [K, B, ...]."""
         K = w.shape[0]
         p = self.params(w)
-        h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, B, L]
+        h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, L, B]
         masks = iter(masks)
         for name, m in self.layers:
             if type(m) is nn.Linear:
@@ -213,29 +215,39 @@ class WideNet:
             elif type(m) is nn.Dropout:
                 if train:
                     h = h * self.to_wide(next(masks))
-            elif type(m) is nn.Flatten:
-                if h.dim() == 4:
-                    h = h.permute(0, 1, 3, 2).reshape(h.shape[0], -1, h.shape[2])
+            elif type(m) is nn.Flatten:   # (c, l) is torch's order of the flat features too
+                h = h.flatten(1, -2)
             elif type(m) is nn.Unflatten:
-                C, L = m.unflattened_size
-                h = h.reshape(h.shape[0], C, L, h.shape[2]).permute(0, 1, 3, 2)
+                h = h.unflatten(1, m.unflattened_size)
             elif type(m) in (nn.MaxPool1d, nn.AvgPool1d):
-                n, C, B, L = h.shape
-                h = m(h.reshape(n * C, B, L))
-                h = h.view(n, C, B, h.shape[-1])
+                h = self._pool(m, h)
             else:  # element-wise
                 h = m(h)
         return h.expand(K, *h.shape[1:])
 
     @staticmethod
     def to_wide(t: torch.Tensor) -> torch.Tensor:
-        """torch's layout [K, B, F] or [K, B, C, L] as the wide one, [K, F, B] or [K, C, B, L] (a view)."""
-        return t.transpose(1, 2)
+        """torch's layout [K, B, F] or [K, B, C, L] as the wide one, [K, F, B] or [K, C, L, B] (a view)."""
+        return t.movedim(1, -1)
 
     @staticmethod
     def to_torch(h: torch.Tensor) -> torch.Tensor:
         """The wide layout back as torch's, [K, B, ...] (a view)."""
-        return h.transpose(1, 2)
+        return h.movedim(-1, 1)
+
+    @staticmethod
+    def _pool(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """1-D pooling along L of [n, C, L, B]: a 2-D pooling with a window of height 1 along B."""
+        n, C, L, B = h.shape
+        (k,), (s,), (p,) = (torch.nn.modules.utils._single(a) for a in (m.kernel_size, m.stride, m.padding))
+        x = h.reshape(n * C, 1, L, B)
+        if type(m) is nn.MaxPool1d:
+            (d,) = torch.nn.modules.utils._single(m.dilation)
+            out = F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=m.ceil_mode)
+        else:
+            out = F.avg_pool2d(x, (k, 1), (s, 1), (p, 0), ceil_mode=m.ceil_mode,
+                               count_include_pad=m.count_include_pad)
+        return out.view(n, C, out.shape[2], B)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
         """Each model's mean loss [K] on its batch: ``y`` is [B, ...] (shared) or [K, B, ...]."""

@@ -584,7 +584,7 @@ def test_wide_conv1d_equals_torch_forward_and_backward_for_every_model(kwargs):
     W = torch.stack([c.weight for c in convs]).detach().requires_grad_()
     b = torch.stack([c.bias for c in convs]).detach().requires_grad_() if convs[0].bias is not None else None
     c = convs[0]
-    ours = _Conv1d.apply(x.transpose(1, 2), W, b, c.stride[0], c.dilation[0], _conv_padding(c)).transpose(1, 2)
+    ours = _Conv1d.apply(x.movedim(1, -1), W, b, c.stride[0], c.dilation[0], _conv_padding(c)).movedim(-1, 1)
     theirs = torch.stack([conv(x[k]) for k, conv in enumerate(convs)])
     torch.testing.assert_close(ours, theirs, **TOL)
     g = torch.randn_like(theirs)
