@@ -81,6 +81,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
 PATHS = ("auto", "fast", "general", "func")
 SCHEDULER_INTERVALS = ("epoch", "step")
+WIDE_EVAL_CHUNK = 512  # examples per forward pass in eval mode (see _Functional.forward; 512 measured best of 64-1024)
 # a progress bar appears (live notebooks only) once a fit has run this long
 PROGRESS_DELAY_S = 3.0
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
@@ -412,8 +413,10 @@ class _Functional:
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """All K models' outputs for a shared batch ``x`` in eval mode: [K, N, ...]."""
         if self.uses_wide(tuple(x.shape[1:])):
-            return torch.cat([self.wide.to_torch(self.wide.run(w, self.buffers, x[i:i + 1024], [], False, False))
-                              for i in range(0, len(x), 1024)], dim=1)
+            # chunks small enough for the K models' activations to stay in the CPU's cache
+            n = WIDE_EVAL_CHUNK
+            return torch.cat([self.wide.to_torch(self.wide.run(w, self.buffers, x[i:i + n], [], False, False))
+                              for i in range(0, len(x), n)], dim=1)
         self.base.eval()
         fn = torch.func.vmap(lambda row, buffers, xb: torch.func.functional_call(
             self.base, (self.params(row), buffers), (xb,)), in_dims=(0, 0, None), randomness="different")
