@@ -595,3 +595,18 @@ def test_wide_conv1d_equals_torch_forward_and_backward_for_every_model(kwargs):
     torch.testing.assert_close(mine[0], torch.autograd.grad(theirs, x, g)[0], **TOL)
     for got, want in zip(mine[1:], ref_params):
         torch.testing.assert_close(got, want, **TOL)
+
+
+def test_square_root_floor_changes_no_adam_denominator_and_is_off_for_tiny_eps():
+    from coursekit.sweep import _sqrt, _sqrt_floor
+
+    tiny = torch.finfo(torch.float32).tiny
+    bc2_sqrt = math.sqrt(1 - 0.999)  # Adam's first step: the smallest bias correction
+    assert _sqrt_floor(torch.tensor([1e-8, 1e-6]), bc2_sqrt) == tiny
+    assert _sqrt_floor(torch.tensor([1e-8, 0.0]), bc2_sqrt) == 0.0   # eps 0: every bit of sqrt(v) counts
+    v = torch.tensor([0.0, 1e-45, 1e-40, 1e-39, tiny, 1e-30, 1e-12, 1.0])  # zero, denormals, normals
+    for eps in (1e-8, 1e-6, 1e-3):
+        floor = _sqrt_floor(torch.tensor([eps]), bc2_sqrt)
+        floored = _sqrt(v, floor, torch.empty_like(v)).div_(bc2_sqrt).add_(eps)
+        exact = torch.sqrt(v).div_(bc2_sqrt).add_(eps)
+        assert floor > 0 and torch.equal(floored, exact)
