@@ -2,9 +2,11 @@
 
 - **fast path**: an MLP (64 -> 64 -> 64 -> 10, ReLU) on the digits with Adam; also 16
   models one after another, as before.
-- **general path** (``torch.func``), on MNIST-1D with Adam: a batch-norm + dropout MLP
-  (40 -> 128 -> 128 -> 10, dropout 0.2) and a small CNN (three ``Conv1d`` layers of 25
-  channels, as in the MNIST-1D paper), the models of ``benchmarks/mnist1d_recipe.py``.
+- **general path** (its wide network, ``coursekit.wide``; ``Sweep.engine == "wide"``), on
+  MNIST-1D with Adam: a batch-norm + dropout MLP (40 -> 128 -> 128 -> 10, dropout 0.2) and
+  a small CNN (three ``Conv1d`` layers of 25 channels, as in the MNIST-1D paper), the
+  models of ``benchmarks/mnist1d_recipe.py``. ``--func`` also times the same sweeps on the
+  general path's ``torch.func`` fallback (``path="func"``), for comparison.
 
 Every run trains for the same number of steps with batch 64 and does the same
 bookkeeping: the per-step loss is kept and the validation split is evaluated
@@ -99,6 +101,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every run")
     ap.add_argument("--no-sequential", action="store_true", help="skip the 16 one-after-another runs")
+    ap.add_argument("--func", action="store_true", help="also time the general path's torch.func fallback")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,8 +112,8 @@ def main() -> None:
     lrs = torch.logspace(-4, 0, K).tolist()
     lrs_general = torch.logspace(-4, -2, K).tolist()
 
-    def sweep(model_fn, data, lr, epochs):
-        return lambda: Sweep(model_fn, K, optimizer="adam", lr=lr, seed=list(range(K)),
+    def sweep(model_fn, data, lr, epochs, path="auto"):
+        return lambda: Sweep(model_fn, K, optimizer="adam", lr=lr, seed=list(range(K)), path=path,
                              device=device).fit(data, epochs, batch_size=bs, progress=False)
 
     def single(model_fn, data, lr, epochs):
@@ -124,6 +127,9 @@ def main() -> None:
         "cnn.single": single(cnn, seq, lrs_general[K // 2], args.mnist1d_epochs),
         "cnn.vectorized_16": sweep(cnn, seq, lrs_general, args.mnist1d_epochs),
     }
+    if args.func:
+        runs["bn_dropout_mlp.func_16"] = sweep(bn_dropout_mlp, seq, lrs_general, args.mnist1d_epochs, "func")
+        runs["cnn.func_16"] = sweep(cnn, seq, lrs_general, args.mnist1d_epochs, "func")
     if not args.no_sequential:
         runs["fast.sequential_16"] = lambda: [train_one(fast_mlp, digits, lrs[k], k, args.epochs, bs, device)
                                               for k in range(K)]
@@ -143,6 +149,9 @@ def main() -> None:
     if not args.no_sequential:
         print(f"fast: sequential_16_over_single={med['fast.sequential_16'] / med['fast.single']:.2f} "
               f"sequential_16_over_vectorized_16={med['fast.sequential_16'] / med['fast.vectorized_16']:.2f}")
+    if args.func:
+        print("torch.func fallback over single, cpu time: " + " ".join(
+            f"{m}={med_cpu[f'{m}.func_16'] / med_cpu[f'{m}.single']:.2f}" for m in models[1:]))
     print("cpu-time ratios (steadier on a shared machine; with 1 thread they measure the same work): "
           + " ".join(f"{m}={med_cpu[f'{m}.vectorized_16'] / med_cpu[f'{m}.single']:.2f}" for m in models))
     print("targets: fast <= 2.0, general (bn_dropout_mlp, cnn) <= 4.0")

@@ -11,8 +11,13 @@ compute the gradients:
   backprop is written out with the same products (dW = dz^T a, db = sum of dz,
   da = dz W); taking autograd's bookkeeping out of the loop about halves the CPU
   time per step.
-- **general** (any ``nn.Module`` of the course: batch norm, dropout, ``Conv1d``,
-  ...), built on ``torch.func``: ``vmap`` of ``functional_call`` over the K rows of
+- **general, wide** (an ``nn.Sequential`` of the layers the course's models use:
+  ``Linear``, ``Conv1d``, ``BatchNorm1d``, ``Dropout``, activations, ``Flatten``,
+  ``Unflatten``, 1-D pooling): the K models run as one wide network
+  (:mod:`coursekit.wide`), every layer one kernel over all K, with ordinary autograd;
+  a step costs about the operations of one model.
+- **general, torch.func** (any other ``nn.Module``; ``path="func"`` forces it),
+  built on ``torch.func``: ``vmap`` of ``functional_call`` over the K rows of
   ``w`` runs the K forward passes as one, and a single autograd call on the sum of
   the K losses gives each model the gradient of its own loss (no parameter is
   shared). Batch norm keeps running statistics per model (its buffers are stacked
@@ -69,12 +74,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Dataset
+from . import wide
 from .device import get_device, live_mode
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
-PATHS = ("auto", "fast", "general")
+PATHS = ("auto", "fast", "general", "func")
 SCHEDULER_INTERVALS = ("epoch", "step")
+WIDE_EVAL_CHUNK = 512  # examples per forward pass in eval mode (see _Functional.forward; 512 measured best of 64-1024)
 # a progress bar appears (live notebooks only) once a fit has run this long
 PROGRESS_DELAY_S = 3.0
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
@@ -152,6 +159,25 @@ def _per_model_optimizer(value, K: int) -> list[str]:
         if name not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {name!r}")
     return list(names)
+
+
+def _sqrt_floor(eps: torch.Tensor, bc2_sqrt_min: float | torch.Tensor) -> float:
+    """The floor below which the second moment may be raised before its square root, with no
+    effect on the result: 0 (no floor) or float32's smallest normal number.
+
+    A tiny second moment turns denormal, and a CPU takes ~15x longer for the square root of
+    a denormal (measured: 1.1 ms vs 0.07 ms for 16 x 9,034 values). Raising it to the smallest
+    normal number 2^-126 changes sqrt(v) / bc2_sqrt by less than 2^-63 / bc2_sqrt, which is
+    less than half a float32 step of eps when 2^-63 / bc2_sqrt < eps * 2^-25. Then
+    sqrt(v) / bc2_sqrt + eps rounds to the same number either way: bit for bit as torch.optim.
+    """
+    if float(eps.min()) > 2.0 ** -63 / float(bc2_sqrt_min) * 2.0 ** 25:
+        return torch.finfo(torch.float32).tiny
+    return 0.0
+
+
+def _sqrt(v: torch.Tensor, floor: float, out: torch.Tensor) -> torch.Tensor:
+    return torch.clamp_min(v, floor, out=out).sqrt_() if floor else torch.sqrt(v, out=out)
 
 
 # -- history -------------------------------------------------------------------------------
@@ -273,7 +299,8 @@ _SCALED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # init_scale multiplies 
 class _Functional:
     """K copies of one architecture as a function of the flat rows of ``w`` [K, P] (torch.func)."""
 
-    def __init__(self, models: list[nn.Module], init_scale: torch.Tensor, device: torch.device):
+    def __init__(self, models: list[nn.Module], init_scale: torch.Tensor, device: torch.device,
+                 force_vmap: bool = False):
         net = models[0]
         self.names = [n for n, _ in net.named_parameters()]
         if not self.names:
@@ -308,6 +335,9 @@ class _Functional:
                 m.forward = functools.partial(_conv1d_ops, m)
         self.base = base.to("meta")  # the architecture only; functional_call brings the tensors
         self.device = device
+        # the wide network, when every layer is one it knows (see coursekit.wide); vmap otherwise
+        layers = None if force_vmap else wide.plan(net)
+        self.wide = None if layers is None else wide.WideNet(layers, self.names, self.shapes)
         self._shape_cache: dict[tuple, list] = {}
         self._fns: dict[tuple, Callable] = {}
         self._loss_fn: Callable = F.cross_entropy
@@ -357,6 +387,8 @@ class _Functional:
         """
         # a leading K dimension, beyond the batch's, means one batch per model
         key = (x.dim() > len(self._example) + 1, y.dim() > self._y_dims + 1)
+        if self.uses_wide(self._example):
+            return self.wide.step(w, self.buffers, x, y, masks, classification, key[0])
         fn = self._fns.get(key)
         if fn is None:
             in_dims = (0, 0, 0 if key[0] else None, 0 if key[1] else None, 0)
@@ -373,9 +405,18 @@ class _Functional:
         """Remember one model's input shape (without the batch) and target rank, to read vmap's dims."""
         self._example, self._y_dims = example, y_dims
 
+    def uses_wide(self, example: tuple) -> bool:
+        """Does a batch of examples of shape ``example`` go through the wide network?"""
+        return self.wide is not None and self.wide.accepts(example)
+
     @torch.no_grad()
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """All K models' outputs for a shared batch ``x`` in eval mode: [K, N, ...]."""
+        if self.uses_wide(tuple(x.shape[1:])):
+            # chunks small enough for the K models' activations to stay in the CPU's cache
+            n = WIDE_EVAL_CHUNK
+            return torch.cat([self.wide.to_torch(self.wide.run(w, self.buffers, x[i:i + n], [], False, False))
+                              for i in range(0, len(x), n)], dim=1)
         self.base.eval()
         fn = torch.func.vmap(lambda row, buffers, xb: torch.func.functional_call(
             self.base, (self.params(row), buffers), (xb,)), in_dims=(0, 0, None), randomness="different")
@@ -394,7 +435,9 @@ class Sweep:
       called once per model with torch's RNG seeded by ``seed[k]``, so model k
       starts exactly where ``torch.manual_seed(seed[k]); model_fn()`` would; the
       global RNG is left untouched. Plain MLPs take the fast path, other modules the
-      general path (``path="general"`` forces it; ``path="fast"`` insists on the fast one).
+      general path (``path="general"`` forces it; ``path="fast"`` insists on the fast one;
+      ``path="func"`` takes the general path through ``torch.func`` even where the wide
+      network would do). :attr:`engine` says which one runs.
     - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'rmsprop'``, ``'adam'``
       or ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
       Updates follow ``torch.optim.SGD`` / ``RMSprop`` / ``Adam`` / ``AdamW`` step for step.
@@ -491,7 +534,7 @@ class Sweep:
         self._func: _Functional | None = None
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         if not fast:
-            self._func = _Functional(models, self.hparams["init_scale"], self.device)
+            self._func = _Functional(models, self.hparams["init_scale"], self.device, force_vmap=self.path == "func")
             self.w, self.buffers = self._func.w, self._func.buffers
             self.grad = torch.zeros_like(self.w)
             self._setup_dropout()
@@ -547,9 +590,16 @@ class Sweep:
         _, shapes = self._func.probe(batch_shape)
         masks = []
         for keep, shape in zip(self._keep, shapes):
-            u = torch.stack([torch.rand(shape, generator=g, device=self.device) for g in self._mask_gens])
+            u = torch.empty(self.K, *shape, device=self.device)
+            for k, g in enumerate(self._mask_gens):  # each model's numbers straight into its block
+                torch.rand(shape, generator=g, device=self.device, out=u[k])
             q = keep.view(self.K, *[1] * len(shape))
-            masks.append((u < q).float().div_(q))
+            out = None
+            if self.engine == "wide":  # stored in the wide network's layout, the batch innermost
+                out = torch.empty(self.K, *shape[1:], shape[0], device=self.device).movedim(-1, 1)
+            zero = torch.zeros((), device=self.device)
+            masks.append(torch.where(u < q, 1.0 / q, zero) if out is None else
+                         torch.where(u < q, 1.0 / q, zero, out=out))
         return masks
 
     @property
@@ -754,6 +804,7 @@ class Sweep:
                 "alpha": col(hp["alpha"]), "one_minus_alpha": col(1 - hp["alpha"]),
                 "decay": col(1 - hp["lr"] * hp["weight_decay"]),
                 "neg_step_size": col(-hp["lr"] / bc1), "bc2_sqrt": col(bc2.sqrt()),
+                "sqrt_floor": _sqrt_floor(hp["eps"], bc2.sqrt().min() if n_steps else 1.0),
                 "any_momentum": bool((hp["momentum"] > 0).any()),
                 "any_weight_decay": bool((hp["weight_decay"] > 0).any())}
 
@@ -778,7 +829,7 @@ class Sweep:
             m, v = state["m"], state["v"]
             m.lerp_(grad, hp["one_minus_beta1"])
             v.mul_(hp["beta2"]).addcmul_(torch.mul(grad, hp["one_minus_beta2"], out=tmp), grad)
-            denom = torch.sqrt(v, out=tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
+            denom = _sqrt(v, hp["sqrt_floor"], tmp).div_(hp["bc2_sqrt"][s]).add_(hp["eps"])
             w.addcdiv_(torch.mul(m, hp["neg_step_size"][s], out=tmp2), denom)
         elif name == "rmsprop":
             if hp["any_weight_decay"]:
@@ -786,7 +837,7 @@ class Sweep:
             # square_avg = alpha * square_avg + (1 - alpha) * grad^2;  avg = sqrt(square_avg) + eps
             square_avg = state["square_avg"]
             square_avg.mul_(hp["alpha"]).addcmul_(torch.mul(grad, hp["one_minus_alpha"], out=tmp), grad)
-            avg = torch.sqrt(square_avg, out=tmp).add_(hp["eps"])
+            avg = _sqrt(square_avg, hp["sqrt_floor"], tmp).add_(hp["eps"])
             if hp["any_momentum"]:
                 buf = state.get("buf")
                 if buf is None:
@@ -976,9 +1027,21 @@ class Sweep:
             return data.task == "classification"
         return self.loss == "cross_entropy"
 
+    @property
+    def engine(self) -> str:
+        """How the gradients are computed: ``'fast'`` (plain MLP, backprop written out),
+        ``'wide'`` (general path, one wide network: :mod:`coursekit.wide`) or ``'func'``
+        (general path, ``torch.func``'s vmap, for modules the wide network does not know)."""
+        if self._func is None:
+            return "fast"
+        example = getattr(self._func, "_example", None)
+        known = self._func.wide is not None and (example is None or self._func.wide.accepts(example))
+        return "wide" if known else "func"
+
     def __repr__(self) -> str:
+        path = "fast" if self._func is None else f"general ({self.engine})"
         return (f"Sweep(K={self.K}, optimizer={sorted(set(self.optimizers))}, P={self.n_params}, "
-                f"path={'fast' if self._func is None else 'general'}, device={self.device})")
+                f"path={path}, device={self.device})")
 
 
 def _layers_of(net: nn.Module) -> list[nn.Module]:

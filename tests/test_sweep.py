@@ -511,3 +511,102 @@ def test_batch_norm_as_plain_operations_equals_torch(shape):
         torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), **TOL)
     ours.eval(), theirs.eval()
     torch.testing.assert_close(_batch_norm_ops(ours, x), theirs(x), **TOL)
+
+
+# -- the wide network (coursekit.wide): which models take it, and that it equals torch.func --------
+def test_course_models_take_the_wide_network_and_others_fall_back_to_torch_func(seq):
+    assert Sweep(lambda: mlp(40, 10, batch_norm=True, dropout=0.2), 2, device="cpu").engine == "wide"
+    assert Sweep(lambda: mlp(40, 10), 2, device="cpu").engine == "fast"
+    assert Sweep(lambda: mlp(40, 10), 2, path="general", device="cpu").engine == "wide"
+    assert Sweep(lambda: mlp(40, 10, dropout=0.2), 2, path="func", device="cpu").engine == "func"
+    # a layer it does not know: torch.func takes any module, and trains it all the same
+    odd = lambda: nn.Sequential(nn.Linear(40, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 10))  # noqa: E731
+    sweep = Sweep(odd, 2, optimizer="adam", lr=1e-2, seed=[0, 1], device="cpu")
+    assert sweep.engine == "func" and "general (func)" in repr(sweep)
+    history = sweep.fit(seq, epochs=1, batch_size=64)
+    net, ref = reference(odd, seq, lambda p: torch.optim.Adam(p, lr=1e-2), seed=1, epochs=1, batch_size=64)
+    assert_same_run(sweep, history, 1, net, ref)
+    # a Linear fed a [C, L] example is not something the wide network lays out: torch.func again
+    conv_then_linear = lambda: nn.Sequential(nn.Unflatten(1, (2, 20)), nn.Linear(20, 5),  # noqa: E731
+                                             nn.Flatten(), nn.Linear(10, 10))
+    sweep = Sweep(conv_then_linear, 2, device="cpu")
+    sweep.fit(seq, epochs=1)
+    assert sweep.engine == "func"
+
+
+def conv_zoo():
+    """Every layer the wide network knows, in both layouts: padding, stride, dilation, batch
+    norm over channels, dropout on [C, L], max and average pooling, and a bias-free conv."""
+    return nn.Sequential(nn.Unflatten(1, (1, 40)), nn.Conv1d(1, 6, 5, stride=2, padding=1), nn.Tanh(),
+                         nn.Conv1d(6, 6, 3, dilation=2, padding="same", bias=False), nn.BatchNorm1d(6),
+                         nn.ReLU(), nn.Dropout(0.25), nn.MaxPool1d(2), nn.Conv1d(6, 4, 3, padding="valid"),
+                         nn.AvgPool1d(2, stride=1), nn.GELU(), nn.Flatten(), nn.Linear(4 * 6, 16, bias=False),
+                         nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize("data_seed", [0, [5, 6, 7]])
+def test_wide_network_equals_torch_func_on_every_layer_it_knows(seq, data_seed):
+    args = dict(optimizer=["adam", "momentum", "rmsprop"], lr=[3e-3, 0.02, 1e-3], seed=[0, 1, 2],
+                dropout=[0.0, 0.3, 0.5], device="cpu")
+    wide, func = Sweep(conv_zoo, 3, **args), Sweep(conv_zoo, 3, path="func", **args)
+    hw, hf = (s.fit(seq, epochs=2, batch_size=32, data_seed=data_seed) for s in (wide, func))
+    assert (wide.engine, func.engine) == ("wide", "func")
+    for name in ("step_loss", "train_loss", "val_loss", "val_acc"):
+        torch.testing.assert_close(getattr(hw, name), getattr(hf, name), **TOL, msg=name)
+    torch.testing.assert_close(wide.w, func.w, **TOL)
+    for name in wide.buffers:
+        torch.testing.assert_close(wide.buffers[name], func.buffers[name], **TOL, msg=name)
+    torch.testing.assert_close(wide.predict(seq.X_test), func.predict(seq.X_test), **TOL)
+
+
+def test_wide_regression_with_a_per_model_batch_order_equals_lone_twins(curve):
+    fn = lambda: nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 16, bias=False),  # noqa: E731
+                               nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1))
+    sweep = Sweep(fn, 2, optimizer="adam", lr=[1e-2, 3e-2], seed=[0, 1], device="cpu")
+    assert sweep.engine == "wide"
+    history = sweep.fit(curve, epochs=2, batch_size=32, data_seed=[3, 4])
+    for k, lr in enumerate([1e-2, 3e-2]):
+        net, ref = reference(fn, curve, lambda p, lr=lr: torch.optim.Adam(p, lr=lr), seed=k, data_seed=3 + k)
+        assert_same_run(sweep, history, k, net, ref)
+        assert_same_buffers(sweep, k, net)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=5, padding=2), dict(kernel_size=5, stride=2, padding=1),
+                                    dict(kernel_size=3, dilation=2), dict(kernel_size=4, padding="same"),
+                                    dict(kernel_size=3, stride=3, padding=4), dict(kernel_size=3, bias=False)])
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_wide_conv1d_equals_torch_forward_and_backward_for_every_model(kwargs):
+    from coursekit.wide import _Conv1d, _conv_padding
+
+    torch.manual_seed(0)
+    convs = [nn.Conv1d(3, 7, **kwargs) for _ in range(4)]
+    x = torch.randn(4, 5, 3, 17, requires_grad=True)            # [K, B, C, L], torch's layout
+    W = torch.stack([c.weight for c in convs]).detach().requires_grad_()
+    b = torch.stack([c.bias for c in convs]).detach().requires_grad_() if convs[0].bias is not None else None
+    c = convs[0]
+    ours = _Conv1d.apply(x.movedim(1, -1), W, b, c.stride[0], c.dilation[0], _conv_padding(c)).movedim(-1, 1)
+    theirs = torch.stack([conv(x[k]) for k, conv in enumerate(convs)])
+    torch.testing.assert_close(ours, theirs, **TOL)
+    g = torch.randn_like(theirs)
+    inputs = [x, W] + ([b] if b is not None else [])
+    mine = torch.autograd.grad(ours, inputs, g)
+    ref_params = [torch.stack(t) for t in zip(*[torch.autograd.grad(theirs[k], [conv.weight] + (
+        [conv.bias] if conv.bias is not None else []), g[k], retain_graph=True) for k, conv in enumerate(convs)])]
+    torch.testing.assert_close(mine[0], torch.autograd.grad(theirs, x, g)[0], **TOL)
+    for got, want in zip(mine[1:], ref_params):
+        torch.testing.assert_close(got, want, **TOL)
+
+
+def test_square_root_floor_changes_no_adam_denominator_and_is_off_for_tiny_eps():
+    from coursekit.sweep import _sqrt, _sqrt_floor
+
+    tiny = torch.finfo(torch.float32).tiny
+    bc2_sqrt = math.sqrt(1 - 0.999)  # Adam's first step: the smallest bias correction
+    assert _sqrt_floor(torch.tensor([1e-8, 1e-6]), bc2_sqrt) == tiny
+    assert _sqrt_floor(torch.tensor([1e-8, 0.0]), bc2_sqrt) == 0.0   # eps 0: every bit of sqrt(v) counts
+    v = torch.tensor([0.0, 1e-45, 1e-40, 1e-39, tiny, 1e-30, 1e-12, 1.0])  # zero, denormals, normals
+    for eps in (1e-8, 1e-6, 1e-3):
+        floor = _sqrt_floor(torch.tensor([eps]), bc2_sqrt)
+        floored = _sqrt(v, floor, torch.empty_like(v)).div_(bc2_sqrt).add_(eps)
+        exact = torch.sqrt(v).div_(bc2_sqrt).add_(eps)
+        assert floor > 0 and torch.equal(floored, exact)

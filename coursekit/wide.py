@@ -1,0 +1,287 @@
+"""One "wide" network for K models of one architecture: the sweep's general path without vmap.
+
+The K models' activations live side by side in one tensor, with the batch innermost:
+
+- after a ``Linear`` (features):         h[k, f, b]      shape [K, F, B]
+- after a ``Conv1d`` (channels, length): h[k, c, l, b]   shape [K, C, L, B]
+
+With the batch inside each model's block, every layer of the K models is one ordinary
+kernel, and autograd runs the backward pass with as many operations as one model needs
+(``Flatten`` and ``Unflatten`` are free views, and the patches of a convolution are
+copies of whole rows of B numbers):
+
+- ``Linear``: y_k = W_k x_k + b_k is one batched product, ``baddbmm(b, W, h)`` over K.
+- ``Conv1d``: the patches of model k's input (im2col) times its kernel as a matrix,
+  again one ``baddbmm`` over K; backward scatters the patches' gradient back (col2im).
+  A first layer whose input all K models share builds its patches once.
+- ``BatchNorm1d``: channel (k, c) has its own statistics over (b, l), so the K*C
+  channels are one call of torch's fused batch norm on the [1, K*C, L*B] view, and the
+  running statistics of model k are rows k of the [K, C] buffers, updated in place.
+- ``Dropout``: multiplies by the mask the sweep hands in (model k's own generator).
+- element-wise activations, ``Flatten``, ``Unflatten``, ``MaxPool1d``, ``AvgPool1d``.
+
+The K models' parameters are the rows of the sweep's ``w`` [K, P] (views into it), so
+one ``autograd.grad`` of the sum of the K losses gives every model the gradient of its
+own loss (no parameter is shared), in ``w``'s layout, ready for the optimizer update.
+
+:func:`plan` returns None for a module it does not know; the sweep then keeps its
+``torch.func`` path (vmap of ``functional_call``), which takes any module.
+
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+>>> plan(net) is not None, plan(nn.Sequential(nn.LSTM(4, 8))) is None
+(True, True)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Element-wise layers act on any layout unchanged.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
+               nn.SiLU, nn.Softplus)
+
+
+def _flat_layers(net: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]] | None:
+    """(name, layer) of a nested ``nn.Sequential`` in forward order; None if it is not one."""
+    if type(net) is not nn.Sequential:
+        return None
+    out: list[tuple[str, nn.Module]] = []
+    for name, m in net.named_children():
+        full = f"{prefix}{name}"
+        if type(m) is nn.Sequential:
+            inner = _flat_layers(m, full + ".")
+            if inner is None:
+                return None
+            out += inner
+        else:
+            out.append((full, m))
+    return out
+
+
+def _supported(m: nn.Module) -> bool:
+    if isinstance(m, ELEMENTWISE) or type(m) in (nn.Linear, nn.Dropout):
+        return True
+    if type(m) is nn.Conv1d:
+        return m.groups == 1 and m.padding_mode == "zeros"
+    if type(m) is nn.BatchNorm1d:
+        return m.momentum is not None or not m.track_running_stats
+    if type(m) is nn.Flatten:
+        return m.start_dim == 1 and m.end_dim == -1
+    if type(m) is nn.Unflatten:
+        return m.dim == 1 and len(m.unflattened_size) == 2
+    if type(m) in (nn.MaxPool1d, nn.AvgPool1d):
+        return not getattr(m, "return_indices", False)
+    return False
+
+
+def plan(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of ``net`` if the wide path knows every one of them, else None."""
+    layers = _flat_layers(net)
+    if layers is None or not layers or not all(_supported(m) for _, m in layers):
+        return None
+    return layers
+
+
+def _taps(L: int, L_out: int, k: int, stride: int, dilation: int, pad: int) -> list[tuple[slice, slice]]:
+    """For each tap j of a kernel: (output positions l, input positions l*stride + j*dilation - pad)
+    of the outputs whose tap j falls inside the input (the rest read the zero padding)."""
+    taps = []
+    for j in range(k):
+        shift = j * dilation - pad
+        lo = max(0, -(shift // stride) if shift < 0 else 0)              # first l with l*stride + shift >= 0
+        hi = min(L_out - 1, (L - 1 - shift) // stride)                    # last l with l*stride + shift < L
+        if hi < lo:
+            taps.append((slice(0, 0), slice(0, 0)))
+            continue
+        start = lo * stride + shift
+        taps.append((slice(lo, hi + 1), slice(start, start + stride * (hi - lo) + 1, stride)))
+    return taps
+
+
+class _Conv1d(torch.autograd.Function):
+    """K convolutions as patches times kernels, in layout [K, C, L, B] (or [1, C, L, B] when
+    the K models share their input). Forward: out_k = W_k cols_k (+ b_k) with
+    cols_k[(c, j), (l, b)] = x_k[c, l*stride + j*dilation - pad, b] (zero outside the input).
+    Backward: dW_k = dout_k cols_k^T, db_k = sum of dout_k, and d cols_k = W_k^T dout_k
+    added back onto the input positions each patch came from (col2im)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, stride: int, dilation: int, pad: tuple[int, int]):
+        K, C_out, C, k = W.shape
+        n, L, B = x.shape[0], x.shape[2], x.shape[3]
+        L_out = (L + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
+        taps = _taps(L, L_out, k, stride, dilation, pad[0])
+        cols = x.new_empty(n, C, k, L_out, B)
+        for j, (out_l, in_l) in enumerate(taps):
+            cols[:, :, j, out_l] = x[:, :, in_l]
+            cols[:, :, j, :out_l.start].zero_()   # the taps that read the zero padding
+            cols[:, :, j, out_l.stop:].zero_()
+        cols = cols.view(n, C * k, L_out * B).expand(K, -1, -1)   # [K, (c, j), (l, b)]
+        W2 = W.reshape(K, C_out, C * k)
+        out = torch.bmm(W2, cols) if b is None else torch.baddbmm(b.unsqueeze(-1), W2, cols)
+        ctx.saved = (cols, W2, taps)
+        ctx.geometry = (K, C, k, B, L, L_out, b is not None, W.shape)
+        return out.view(K, C_out, L_out, B)
+
+    @staticmethod
+    def backward(ctx, dout):
+        cols, W2, taps = ctx.saved
+        K, C, k, B, L, L_out, has_bias, w_shape = ctx.geometry
+        dout = dout.reshape(K, w_shape[1], L_out * B)
+        dW = torch.bmm(dout, cols.transpose(1, 2)).view(w_shape) if ctx.needs_input_grad[1] else None
+        db = dout.sum(2) if has_bias and ctx.needs_input_grad[2] else None
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dcols = torch.bmm(W2.transpose(1, 2), dout).view(K, C, k, L_out, B)
+            dx = dout.new_zeros(K, C, L, B)
+            for j, (out_l, in_l) in enumerate(taps):
+                dx[:, :, in_l] += dcols[:, :, j, out_l]
+        return dx, dW, db, None, None, None
+
+
+def _conv_padding(conv: nn.Conv1d) -> tuple[int, int]:
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        total = conv.dilation[0] * (conv.kernel_size[0] - 1)
+        return (total // 2, total - total // 2)
+    return (conv.padding[0], conv.padding[0])
+
+
+class WideNet:
+    """K copies of one architecture as one network over [K, ...] tensors (see the module's doc).
+
+    ``layers`` comes from :func:`plan`; ``names`` and ``shapes`` are the parameters in the
+    order of a row of ``w`` (``named_parameters`` order).
+    """
+
+    def __init__(self, layers: list[tuple[str, nn.Module]], names: list[str], shapes: list[tuple]):
+        self.layers, self.names, self.shapes = layers, names, [tuple(s) for s in shapes]
+        self.sizes = [math.prod(s) for s in self.shapes]
+
+    # -- parameters as views ---------------------------------------------------------------
+    def params(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every parameter of the K models as a [K, *shape] view into ``w`` [K, P]. One split,
+        so autograd's backward is one concatenation of the gradients into [K, P] (slicing
+        each one out would zero-fill a [K, P] tensor per parameter)."""
+        chunks = w.split(self.sizes, dim=1)
+        return {n: c.view(w.shape[0], *shape) for n, c, shape in zip(self.names, chunks, self.shapes)}
+
+    def accepts(self, example: tuple) -> bool:
+        """Does every layer see a one-model input of the rank it expects, starting from
+        examples of shape ``example`` (features [F], or channels and length [C, L])?"""
+        rank = len(example)
+        if rank not in (1, 2):
+            return False
+        for _, m in self.layers:
+            if type(m) is nn.Linear and rank != 1:
+                return False
+            if type(m) in (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d) and rank != 2:
+                return False
+            if type(m) is nn.Unflatten:
+                if rank != 1:
+                    return False
+                rank = 2
+            elif type(m) is nn.Flatten:
+                rank = 1
+        return True
+
+    # -- the forward pass ----------------------------------------------------------------
+    def run(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, masks: list[torch.Tensor],
+            train: bool, per_model: bool) -> torch.Tensor:
+        """Outputs in layout [K, F, B] (or [K, C, L, B]) for input ``x``: [B, ...] shared by all
+        models, or [K, B, ...] with ``per_model``. Batch norm's running statistics update in
+        place when ``train``; ``masks`` are the dropout masks in torch's layout, [K, B, ...]."""
+        K = w.shape[0]
+        p = self.params(w)
+        h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, L, B]
+        masks = iter(masks)
+        for name, m in self.layers:
+            if type(m) is nn.Linear:
+                W = p[f"{name}.weight"]
+                h = h.expand(K, -1, -1)
+                h = torch.bmm(W, h) if m.bias is None else \
+                    torch.baddbmm(p[f"{name}.bias"].unsqueeze(-1), W, h)
+            elif type(m) is nn.Conv1d:
+                W = p[f"{name}.weight"]
+                b = p[f"{name}.bias"] if m.bias is not None else None
+                h = _Conv1d.apply(h, W, b, m.stride[0], m.dilation[0], _conv_padding(m))
+            elif type(m) is nn.BatchNorm1d:
+                h = self._batch_norm(p, buffers, name, m, h.expand(K, *h.shape[1:]), train)
+            elif type(m) is nn.Dropout:
+                if train:
+                    h = h * self.to_wide(next(masks))
+            elif type(m) is nn.Flatten:   # (c, l) is torch's order of the flat features too
+                h = h.flatten(1, -2)
+            elif type(m) is nn.Unflatten:
+                h = h.unflatten(1, m.unflattened_size)
+            elif type(m) in (nn.MaxPool1d, nn.AvgPool1d):
+                h = self._pool(m, h)
+            else:  # element-wise
+                h = m(h)
+        return h.expand(K, *h.shape[1:])
+
+    @staticmethod
+    def to_wide(t: torch.Tensor) -> torch.Tensor:
+        """torch's layout [K, B, F] or [K, B, C, L] as the wide one, [K, F, B] or [K, C, L, B] (a view)."""
+        return t.movedim(1, -1)
+
+    @staticmethod
+    def to_torch(h: torch.Tensor) -> torch.Tensor:
+        """The wide layout back as torch's, [K, B, ...] (a view)."""
+        return h.movedim(-1, 1)
+
+    @staticmethod
+    def _pool(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """1-D pooling along L of [n, C, L, B]: a 2-D pooling with a window of height 1 along B."""
+        n, C, L, B = h.shape
+        (k,), (s,), (p,) = (torch.nn.modules.utils._single(a) for a in (m.kernel_size, m.stride, m.padding))
+        x = h.reshape(n * C, 1, L, B)
+        if type(m) is nn.MaxPool1d:
+            (d,) = torch.nn.modules.utils._single(m.dilation)
+            out = F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=m.ceil_mode)
+        else:
+            out = F.avg_pool2d(x, (k, 1), (s, 1), (p, 0), ceil_mode=m.ceil_mode,
+                               count_include_pad=m.count_include_pad)
+        return out.view(n, C, out.shape[2], B)
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
+        """Each model's mean loss [K] on its batch: ``y`` is [B, ...] (shared) or [K, B, ...]."""
+        K = h.shape[0]
+        if classification:
+            if h.dim() == 3:  # [K, classes, B]: cross_entropy's own [N, C, d] form, no copy
+                return F.cross_entropy(h, y.expand(K, -1), reduction="none").mean(1)
+            out = self.to_torch(h)
+            target = y.expand(K, *y.shape[-(out.dim() - 2):]) if y.dim() < out.dim() - 1 else y
+            return F.cross_entropy(out.flatten(0, 1), target.flatten(0, 1), reduction="none").view(K, -1).mean(1)
+        return (self.to_torch(h) - y).square().flatten(1).mean(1)
+
+    def step(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
+             classification: bool, per_model: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(grad [K, P], loss [K], out [K, B, ...]) of every model on its batch, in train mode.
+        One autograd call on the sum of the K losses: d(sum)/dw_k = d(loss_k)/dw_k."""
+        w = w.detach().requires_grad_()  # shares w's storage; the update writes into w in place
+        with torch.enable_grad():
+            h = self.run(w, buffers, x, masks, True, per_model)
+            loss = self.loss(h, y, classification)
+            grad, = torch.autograd.grad(loss.sum(), w)
+        return grad, loss.detach(), self.to_torch(h.detach())
+
+    def _batch_norm(self, p, buffers, name, bn, h, train):
+        K, C = h.shape[0], h.shape[1]
+        weight = p[f"{name}.weight"].reshape(-1) if bn.affine else None
+        bias = p[f"{name}.bias"].reshape(-1) if bn.affine else None
+        if bn.track_running_stats:
+            mean, var = buffers[f"{name}.running_mean"].view(-1), buffers[f"{name}.running_var"].view(-1)
+            if train:
+                buffers[f"{name}.num_batches_tracked"].add_(1)
+        else:
+            mean = var = None
+        batch_stats = train or not bn.track_running_stats
+        out = F.batch_norm(h.reshape(1, K * C, -1), mean, var, weight, bias, batch_stats,
+                           bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+        return out.view(h.shape)
