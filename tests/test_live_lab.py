@@ -2,7 +2,9 @@
 
 The figure must be redrawn by the Python callback (the kernel), not switched
 from precomputed frames: the test checks the widget is the live kind and that
-the kernel's image changes after the slider moves.
+the kernel's image changes after the slider moves. A frame seen before must come
+from the browser's own cache: going back to it while the kernel is busy (so it
+cannot answer) shows it at once.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from browser import browser_page
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "ch01_how_a_network_learns.ipynb"
 pytestmark = pytest.mark.browser
+# The open notebook's kernel, in the page (JupyterLab runs with --expose-app-in-browser).
+KERNEL = ("() => { const w = window.jupyterapp.shell.currentWidget;"
+          " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;")
 
 
 def _free_port() -> int:
@@ -74,33 +79,53 @@ def jupyterlab(tmp_path):
         log.close()
 
 
-def test_live_chapter_redraws_from_python(jupyterlab):
+def test_live_chapter_redraws_from_python_and_shows_seen_frames_without_the_kernel(jupyterlab):
     with browser_page(offline=True) as (page, log):
         page.set_default_timeout(60_000)
         page.goto(f"{jupyterlab}/lab/tree/{CHAPTER}")
         page.wait_for_function("window.jupyterapp !== undefined")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
         # Wait for the kernel, then run every cell as a student would from the Run menu.
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp.shell.currentWidget;"
-            " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
-            " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
+        page.wait_for_function(KERNEL + " return k && k.status === 'idle'; }", timeout=120_000)
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         live = page.locator(".coursekit-experiment.coursekit-live").first
         live.wait_for(state="visible", timeout=180_000)
         assert page.locator(".coursekit-static").count() == 0, "JupyterLab should get the live widget"
         img = live.locator("img").first
         img.wait_for(state="visible")
-        before = img.get_attribute("src")
+        first_src, first_alt = img.get_attribute("src"), img.get_attribute("alt")
         live.scroll_into_view_if_needed()
         handle = live.locator(".noUi-handle").first
+        name = live.locator(".widget-label").first.inner_text().strip()
+        # Accessible in JupyterLab too: the frame says what it shows, the handle its name and value.
+        assert first_alt.endswith(f"{name} = 0.4"), first_alt
+        page.wait_for_function("h => h.getAttribute('aria-valuetext') === '0.4'", arg=handle.element_handle())
+        assert handle.get_attribute("aria-label") == name
+
+        # A new frame: drawn by the kernel's Python callback.
         handle.focus()
         page.keyboard.press("ArrowRight")
         page.wait_for_function(
-            "([el, old]) => el.getAttribute('src') !== old", arg=[img.element_handle(), before], timeout=30_000)
+            "([el, old]) => el.getAttribute('src') !== old", arg=[img.element_handle(), first_src], timeout=30_000)
         label = live.locator(".widget-readout").first.inner_text()
-        after = img.get_attribute("src")
-        assert after != before
         assert label.strip() == "0.7", f"the slider should have moved from 0.4 to 0.7; it reads {label!r}"
+        assert img.get_attribute("alt").endswith(f"{name} = 0.7")
+        page.wait_for_function("h => h.getAttribute('aria-valuetext') === '0.7'", arg=handle.element_handle())
+
+        # A seen frame comes from the browser's own cache: with the kernel busy (it cannot answer the
+        # slider's message until the cell ends), going back shows the first frame again at once.
+        page.evaluate(KERNEL + " k.requestExecute({code: 'import time; time.sleep(30)'}); }")
+        page.wait_for_function(KERNEL + " return k.status === 'busy'; }")
+        t0 = time.monotonic()
+        handle.focus()
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function("([el, old]) => el.getAttribute('src') === old",
+                               arg=[img.element_handle(), first_src], timeout=5_000)
+        waited = time.monotonic() - t0
+        assert page.evaluate(KERNEL + " return k.status; }") == "busy", "the kernel answered: not a cached frame"
+        assert img.get_attribute("alt") == first_alt
+        assert waited < 5
+        page.evaluate(KERNEL + " return k.interrupt(); }")
+        page.wait_for_function(KERNEL + " return k.status === 'idle'; }")
         assert log["external"] == [], f"requests tried to leave the machine: {log['external']}"
         assert log["page_errors"] == [], log["page_errors"]
