@@ -11,7 +11,8 @@
   script is dropped from every page (a reader's first visit is 1.5 MB lighter).
 * MathJax (1.2 MB) is fetched after the experiments are drawn, not before: on a slow
   phone it held up the first usable widget by seconds.
-* Figures drawn by code cells load lazily, so they do not hold up the experiments.
+* Figures drawn by code cells load lazily, so they do not hold up the experiments, and their
+  alt text says what they show (from the description coursekit puts in each PNG), not their path.
 * Buttons go only where something is set: with no ``repository.url`` in
   ``_config.yml`` there is no repository, issue, edit or launch button, and a
   launch button shows only when its own URL is set.
@@ -111,6 +112,30 @@ def _downloads(app) -> None:
         nbformat.write(nb, path)
 
 
+def alt_text_from_figures(app, doctree) -> None:
+    """Figures drawn by code cells say what they show, not where their file is.
+
+    MyST-NB gives a cell's PNG output no ``alt``, so the HTML writer falls back to the file path.
+    coursekit (``coursekit/figure_alt.py``) writes a description of each figure it shows (titles,
+    axis labels, legend) into the PNG's ``Description`` text chunk; it becomes the image's alt text.
+    """
+    from docutils import nodes
+    from PIL import Image
+
+    for image in doctree.findall(nodes.image):
+        uri = image.get("uri", "")
+        if image.get("alt") or not uri.endswith(".png") or "://" in uri:
+            continue
+        _, path = app.env.relfn2path(uri, app.env.docname)
+        try:
+            with Image.open(path) as png:
+                text = (png.text or {}).get("Description", "").strip()
+        except (OSError, ValueError):
+            continue
+        if text:
+            image["alt"] = text
+
+
 def finish(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -131,4 +156,5 @@ def setup(app):
     app.connect("config-inited", only_buttons_with_targets, priority=100)
     app.connect("html-page-context", clean_scripts, priority=900)
     app.connect("build-finished", finish)
+    app.connect("doctree-read", alt_text_from_figures)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,131 @@
+"""Text alternatives for the figures that notebook cells show.
+
+A figure a code cell shows (``plt.show()``, or a Figure as the cell's value) goes
+out as a PNG. Nothing says what it shows, so the web book used to give it its
+file path as ``alt`` text. Here every such PNG carries a description built from
+the figure itself (its suptitle, each panel's title, axis labels and legend) in
+the PNG's standard ``Description`` text chunk; the book's Sphinx extension
+(``book/_ext``) copies it into the page's ``alt`` attribute.
+
+:func:`install` hooks this into IPython's PNG formatter for matplotlib figures
+(``import coursekit`` does it); outside IPython it does nothing.
+
+>>> from coursekit.plots import new_figure
+>>> fig, ax = new_figure()
+>>> ax.set(title="Training loss", xlabel="epoch", ylabel="loss")  # doctest: +ELLIPSIS
+[...]
+>>> describe_figure(fig)
+'Figure: Training loss (x: epoch, y: loss)'
+"""
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import zlib
+from typing import Any
+
+from matplotlib.figure import Figure
+
+#: The PNG text keyword that holds the description (one of the PNG standard's keywords).
+KEY = "Description"
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
+          "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "sigma": "σ", "tau": "τ",
+          "nabla": "∇", "ell": "ℓ", "cdot": "·", "times": "×", "infty": "∞", "approx": "≈", "leq": "≤",
+          "geq": "≥", "rightarrow": "→", "to": "→", "pm": "±"}
+
+
+def _plain(text: str) -> str:
+    """Mathtext to plain words: ``$\\eta$ = 0.1`` becomes ``η = 0.1``."""
+    text = re.sub(r"\\(mathrm|mathbf|mathit|text|boldsymbol|hat|bar|tilde)\{([^{}]*)\}", r"\2", text)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), text)
+    text = text.replace("$", "").replace("{", "").replace("}", "").replace("^", "").replace("_", " ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _panel(ax) -> str:
+    title = "; ".join(_plain(ax.get_title(loc)) for loc in ("left", "center", "right") if ax.get_title(loc))
+    xy = ", ".join(f"{k}: {_plain(label)}" for k, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel()))
+                   if label)
+    parts = [xy] if xy else []
+    legend = ax.get_legend()
+    if legend is not None:
+        names = [_plain(t.get_text()) for t in legend.get_texts() if t.get_text()]
+        if names:
+            parts.append("curves: " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else ""))
+    return (title + (f" ({'; '.join(parts)})" if parts else "")).strip()
+
+
+def describe_figure(fig: Figure) -> str:
+    """What a figure shows, in words, from its suptitle, panel titles, axis labels and legends."""
+    head = _plain(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) is not None else ""
+    panels = [p for p in (_panel(ax) for ax in fig.axes if ax.get_visible()) if p]
+    if not head and not panels:
+        n = len(fig.axes)
+        return f"Figure with {n} panel{'s' if n != 1 else ''} (no titles or labels)"
+    if len(panels) > 1:
+        body = "; ".join(f"panel {i}: {p}" for i, p in enumerate(panels, 1))
+    else:
+        body = panels[0] if panels else ""
+    return "Figure: " + ". ".join(s for s in (head, body) if s)
+
+
+def with_description(png: bytes, text: str) -> bytes:
+    """The same PNG with ``text`` in an iTXt ``Description`` chunk (UTF-8), right after the header.
+
+    >>> from PIL import Image; import io
+    >>> png = io.BytesIO(); Image.new("L", (2, 2)).save(png, "png")
+    >>> Image.open(io.BytesIO(with_description(png.getvalue(), "κ = 1"))).text["Description"]
+    'κ = 1'
+    """
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("png must be PNG bytes (they start with the PNG signature)")
+    body = KEY.encode("latin-1") + b"\0\0\0" + b"\0" + b"\0" + text.encode("utf-8")
+    chunk = struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def _described(formatter):
+    """Wrap IPython's PNG formatter for figures: the same image, with its description inside."""
+    def png_with_description(fig: Figure) -> Any:
+        out = formatter(fig)
+        data, meta = out if isinstance(out, tuple) else (out, None)  # the retina formatter adds metadata
+        if data is None:
+            return out
+        raw = base64.b64decode(data) if isinstance(data, str) else data
+        described = with_description(raw, describe_figure(fig))
+        data = base64.b64encode(described).decode("ascii") if isinstance(data, str) else described
+        return (data, meta) if isinstance(out, tuple) else data
+
+    png_with_description.coursekit_described = True
+    return png_with_description
+
+
+def _ensure(shell) -> None:
+    png = shell.display_formatter.formatters["image/png"]
+    current = png.type_printers.get(Figure)
+    if current is not None and not getattr(current, "coursekit_described", False):
+        png.for_type(Figure, _described(current))
+
+
+def install() -> bool:
+    """Describe every figure a cell shows from now on (IPython only); True if installed.
+
+    The inline backend sets its PNG formatter when pyplot is imported, and again when its
+    settings change, so the wrapper is checked before and after each cell runs (a dictionary lookup).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    if not getattr(shell, "_coursekit_describes_figures", False):
+        shell.events.register("pre_run_cell", lambda *_: _ensure(shell))
+        # pyplot imported later in the same cell: its figures are shown after the cell (post_execute).
+        shell.events.register("post_execute", lambda: _ensure(shell))
+        shell._coursekit_describes_figures = True
+    _ensure(shell)
+    return True
