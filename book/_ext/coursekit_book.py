@@ -16,8 +16,9 @@
 * Buttons go only where something is set: with no ``repository.url`` in
   ``_config.yml`` there is no repository, issue, edit or launch button, and a
   launch button shows only when its own URL is set.
-* The ``.ipynb`` a reader downloads starts with a cell that installs coursekit
-  when it is missing (from the repository, when one is set).
+* The ``.ipynb`` a reader downloads (like the one Colab or Binder opens) starts with a hidden
+  cell that installs coursekit when it is missing: every chapter's first cell, kept in step with
+  ``_config.yml`` by ``tools/notebooks.py install-cell``.
 """
 from __future__ import annotations
 
@@ -87,31 +88,6 @@ def only_buttons_with_targets(app, config) -> None:
     config.html_theme_options = opts
 
 
-def install_cell(repository_url: str) -> str:
-    """The first cell of a downloaded chapter: install coursekit when the kernel lacks it."""
-    if repository_url:
-        how = f'%pip install -q "coursekit @ git+{repository_url.rstrip("/")}"'
-        return ("# This chapter uses the course's helper package, coursekit: install it if it is missing.\n"
-                "try:\n    import coursekit\nexcept ImportError:\n    " + how)
-    return ("# This chapter uses the course's helper package, coursekit. If the import fails, install it\n"
-            "# from a copy of the course repository with `pip install -e .` (or `make lab`).\n"
-            "import coursekit")
-
-
-def _downloads(app) -> None:
-    import nbformat
-
-    repo = (app.config.html_theme_options or {}).get("repository_url", "") or ""
-    for path in Path(app.outdir, "_sources").rglob("*.ipynb"):
-        nb = nbformat.read(path, as_version=4)
-        cell = nbformat.v4.new_code_cell(install_cell(repo))
-        cell.id = "coursekit-install"
-        if nb.cells and nb.cells[0].get("id") == cell.id:
-            continue
-        nb.cells.insert(0, cell)
-        nbformat.write(nb, path)
-
-
 def alt_text_from_figures(app, doctree) -> None:
     """Figures drawn by code cells say what they show, not where their file is.
 
@@ -149,7 +125,6 @@ def finish(app, exception) -> None:
             page.write_text(lean, encoding="utf-8")
     for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
         (out / "_static" / "scripts" / name).unlink(missing_ok=True)
-    _downloads(app)
 
 
 def setup(app):
