@@ -63,3 +63,31 @@ def test_the_tool_inserts_updates_and_checks_the_cell_without_touching_other_cel
     # Positions (ids, checked cells' counts) still count from the first cell after it.
     strip(path, keep_checked=True)
     assert nbformat.read(path, as_version=4).cells[2].execution_count == 2
+
+
+def test_make_book_drops_the_execution_cache_when_coursekit_changes(tmp_path):
+    """jupyter-cache keys a chapter on its own code: a coursekit change must re-run every chapter."""
+    from notebooks import BUILD_CACHES, fresh_cache
+
+    package, build = tmp_path / "coursekit", tmp_path / "_build"
+    package.mkdir()
+    (package / "widgets.py").write_text("FRAMES = 1\n")
+
+    def fill():
+        for name in BUILD_CACHES:
+            (build / name).mkdir(parents=True, exist_ok=True)
+            (build / name / "entry").write_text("old")
+
+    fill()
+    assert fresh_cache(build, package)  # caches of unknown origin: dropped once
+    assert not any((build / n).exists() for n in BUILD_CACHES)
+    fill()
+    assert not fresh_cache(build, package) and (build / ".jupyter_cache" / "entry").exists()
+    (package / "widgets.py").write_text("FRAMES = 2\n")
+    assert fresh_cache(build, package) and not (build / ".jupyter_cache").exists()
+    fill()
+    (package / "live_figure.js").write_text("// new\n")  # the browser side counts too
+    assert fresh_cache(build, package)
+    # The book rule runs it before every build.
+    make = subprocess.run(["make", "-n", "book"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert make.index("notebooks.py fresh-cache _build") < make.index("jupyter-book build")

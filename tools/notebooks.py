@@ -6,6 +6,7 @@
     python tools/notebooks.py run book/x.ipynb              # execute, print outputs and time, strip
     python tools/notebooks.py install-cell book/ch*.ipynb   # first cell: install coursekit if missing
     python tools/notebooks.py install-cell --check book/ch*.ipynb   # exit 1 if one is missing or stale
+    python tools/notebooks.py fresh-cache _build           # drop the book's caches if coursekit changed
 
 Checked outputs are kept as text only (stream and text/plain): never images or widget state.
 
@@ -96,6 +97,44 @@ def text_only(outputs):
     return kept
 
 
+#: What the book's build keeps between runs: the execution cache (jupyter-cache), the executed
+#: notebooks and their images (MyST-NB), and Sphinx's parsed pages (which it would not re-read).
+BUILD_CACHES = (".jupyter_cache", "jupyter_execute", ".doctrees")
+STAMP = ".coursekit-hash"
+
+
+def package_hash(package: Path = ROOT / "coursekit") -> str:
+    """A hash of every source file of the package (names and contents)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".js")):
+        h.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def fresh_cache(build: Path, package: Path = ROOT / "coursekit") -> bool:
+    """Drop the book's caches when coursekit changed since they were filled; True if dropped.
+
+    jupyter-cache keys a chapter on its own code only, so after a change to coursekit the book
+    would show frames and numbers computed with the old one. The hash of coursekit's sources is
+    kept next to the caches (``_build/.coursekit-hash``).
+    """
+    import shutil
+
+    stamp, now = build / STAMP, package_hash(package)
+    if stamp.exists() and stamp.read_text().strip() == now:
+        return False
+    dropped = False
+    for name in BUILD_CACHES:
+        if (build / name).exists():
+            shutil.rmtree(build / name)
+            dropped = True
+    build.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(now + "\n")
+    return dropped
+
+
 def strip(path: Path, keep_checked: bool) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
@@ -161,10 +200,16 @@ def run(path: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("strip", "check", "run", "install-cell"):
+    if not argv or argv[0] not in ("strip", "check", "run", "install-cell", "fresh-cache"):
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
+    if cmd == "fresh-cache":
+        build = Path(rest[0]) if rest else ROOT / "_build"
+        if fresh_cache(build):
+            print(f"coursekit changed since the last build: dropped {', '.join(BUILD_CACHES)} in {build}; "
+                  "every chapter runs again")
+        return 0
     keep = "--keep-checked" in rest
     paths = [Path(p) for p in rest if p not in ("--keep-checked", "--check")]
     bad = 0
