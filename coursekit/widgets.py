@@ -41,9 +41,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
-
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import anywidget
 import ipywidgets as W
@@ -342,11 +341,13 @@ class Experiment:
         return image
 
     def _ahead(self, index: tuple[int, ...], moved: int | None, step: int) -> list[tuple[int, ...]]:
-        """The frames to draw ahead: the neighbours, then two notches on along the slider moved last."""
+        """The frames to draw ahead, likeliest first: one notch on along the slider moved last, two
+        notches on, then the other neighbours (readers tend to keep moving a slider one way)."""
         out = self.neighbours(index, moved, step)
-        if moved is not None and step and isinstance(list(self.controls.values())[moved], Slider):
-            i = index[moved] + 2 * (1 if step > 0 else -1)
-            if 0 <= i < len(list(self.controls.values())[moved].values):
+        control = list(self.controls.values())[moved] if moved is not None else None
+        if isinstance(control, Slider) and step:
+            i = index[moved] + (2 if step > 0 else -2)
+            if 0 <= i < len(control.values):
                 out.insert(1, index[:moved] + (i,) + index[moved + 1:])
         return out
 
