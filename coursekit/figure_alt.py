@@ -7,8 +7,8 @@ the figure itself (its suptitle, each panel's title, axis labels and legend) in
 the PNG's standard ``Description`` text chunk; the book's Sphinx extension
 (``book/_ext``) copies it into the page's ``alt`` attribute.
 
-:func:`install` hooks this into IPython's PNG formatter for matplotlib figures
-(``import coursekit`` does it); outside IPython it does nothing.
+:func:`install` puts this into IPython's PNG formatter (``import coursekit`` does
+it); outside IPython it does nothing.
 
 >>> from coursekit.plots import new_figure
 >>> fig, ax = new_figure()
@@ -25,6 +25,7 @@ import struct
 import zlib
 from typing import Any
 
+from IPython.core.formatters import PNGFormatter
 from matplotlib.figure import Figure
 
 #: The PNG text keyword that holds the description (one of the PNG standard's keywords).
@@ -86,46 +87,52 @@ def with_description(png: bytes, text: str) -> bytes:
     return png[:end_of_header] + chunk + png[end_of_header:]
 
 
-def _described(formatter):
-    """Wrap IPython's PNG formatter for figures: the same image, with its description inside."""
-    def png_with_description(fig: Figure) -> Any:
-        out = formatter(fig)
-        data, meta = out if isinstance(out, tuple) else (out, None)  # the retina formatter adds metadata
-        if data is None:
+def _add_description(out: Any, fig: Figure) -> Any:
+    """A PNG formatter's result (base64 text or bytes, alone or with metadata) for this figure,
+    with the figure's description inside the PNG."""
+    data, meta = out if isinstance(out, tuple) else (out, None)  # the retina formatter adds metadata
+    if data is None:
+        return out
+    raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
+    described = with_description(raw, describe_figure(fig))
+    data = base64.b64encode(described).decode("ascii") if isinstance(data, str) else described
+    return (data, meta) if isinstance(out, tuple) else data
+
+
+class DescribedPNGFormatter(PNGFormatter):
+    """IPython's PNG formatter, except that a figure's PNG also carries the figure's description."""
+
+    def __call__(self, obj):
+        out = super().__call__(obj)
+        if not isinstance(obj, Figure) or out is None:
             return out
-        raw = base64.b64decode(data) if isinstance(data, str) else data
-        described = with_description(raw, describe_figure(fig))
-        data = base64.b64encode(described).decode("ascii") if isinstance(data, str) else described
-        return (data, meta) if isinstance(out, tuple) else data
-
-    png_with_description.coursekit_described = True
-    return png_with_description
-
-
-def _ensure(shell) -> None:
-    png = shell.display_formatter.formatters["image/png"]
-    current = png.type_printers.get(Figure)
-    if current is not None and not getattr(current, "coursekit_described", False):
-        png.for_type(Figure, _described(current))
+        try:
+            return _add_description(out, obj)
+        except Exception:  # noqa: BLE001 - a figure without a description beats no figure
+            return out
 
 
 def install() -> bool:
     """Describe every figure a cell shows from now on (IPython only); True if installed.
 
-    The inline backend sets its PNG formatter when pyplot is imported, and again when its
-    settings change, so the wrapper is checked before and after each cell runs (a dictionary lookup).
+    The inline backend registers its printer for figures late (matplotlib loads the backend when
+    the first figure is made, often in the very cell that shows it), and again when its settings
+    change. So rather than wrap that printer, IPython's PNG formatter itself is replaced by one
+    that adds the description to whatever the printer returns for a figure.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
+    from IPython import get_ipython
+
     shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return False
-    if not getattr(shell, "_coursekit_describes_figures", False):
-        shell.events.register("pre_run_cell", lambda *_: _ensure(shell))
-        # pyplot imported later in the same cell: its figures are shown after the cell (post_execute).
-        shell.events.register("post_execute", lambda: _ensure(shell))
-        shell._coursekit_describes_figures = True
-    _ensure(shell)
+    formatters = shell.display_formatter.formatters
+    old = formatters["image/png"]
+    if isinstance(old, DescribedPNGFormatter):
+        return True
+    new = DescribedPNGFormatter(parent=shell.display_formatter)
+    new.enabled = old.enabled
+    new.type_printers.update(old.type_printers)
+    new.deferred_printers.update(old.deferred_printers)
+    new.singleton_printers.update(old.singleton_printers)
+    formatters["image/png"] = new
     return True
