@@ -102,7 +102,9 @@ def alt_text_from_figures(app, doctree) -> None:
         uri = image.get("uri", "")
         if image.get("alt") or not uri.endswith(".png") or "://" in uri:
             continue
-        _, path = app.env.relfn2path(uri, app.env.docname)
+        # Sphinx's image collector (also on doctree-read) may have made the URI relative to the source folder.
+        found = (image.get("candidates") or {}).get("*")
+        path = Path(app.srcdir, found) if found else Path(app.env.relfn2path(uri, app.env.docname)[1])
         try:
             with Image.open(path) as png:
                 text = (png.text or {}).get("Description", "").strip()
