@@ -33,14 +33,21 @@ KEY = "Description"
 _GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
           "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "sigma": "σ", "tau": "τ",
           "nabla": "∇", "ell": "ℓ", "cdot": "·", "times": "×", "infty": "∞", "approx": "≈", "leq": "≤",
-          "geq": "≥", "rightarrow": "→", "to": "→", "pm": "±"}
+          "geq": "≥", "rightarrow": "→", "to": "→", "pm": "±", "phi": "φ", "varphi": "φ", "psi": "ψ",
+          "omega": "ω", "rho": "ρ", "pi": "π", "xi": "ξ", "nu": "ν", "zeta": "ζ", "chi": "χ",
+          "Delta": "Δ", "Sigma": "Σ", "Lambda": "Λ", "Theta": "Θ", "partial": "∂", "top": "ᵀ"}
+_POWERS = {"2": "²", "3": "³", "-1": "⁻¹", "t": "ᵗ", "T": "ᵀ"}
 
 
 def _plain(text: str) -> str:
     """Mathtext to plain words: ``$\\eta$ = 0.1`` becomes ``η = 0.1``."""
-    text = re.sub(r"\\(mathrm|mathbf|mathit|text|boldsymbol|hat|bar|tilde)\{([^{}]*)\}", r"\2", text)
+    text = re.sub(r"\\(mathrm|mathbf|mathit|mathbb|mathcal|operatorname|text|boldsymbol|hat|bar|tilde)"
+                  r"\{([^{}]*)\}", r"\2", text)
+    text = re.sub(r"\\[,;:! ]", " ", text)  # TeX spacing
+    text = re.sub(r"\^\{?(-1|[23tT])\}?", lambda m: _POWERS[m.group(1)], text)
     text = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), text)
-    text = text.replace("$", "").replace("{", "").replace("}", "").replace("^", "").replace("_", " ")
+    text = text.replace("\\|", "‖").replace("$", "").replace("{", "").replace("}", "")
+    text = text.replace("^", "").replace("_", "")  # w_1 reads as w1
     return re.sub(r"\s+", " ", text).strip()
 
 
