@@ -66,7 +66,11 @@ $(VENDOR)/.stamp: node_modules/.package-lock.json
 vendor: $(VENDOR)/.stamp
 
 # One torch thread per kernel: the chapters train small models, which two threads slow down.
+# First: each chapter's install cell follows _config.yml's repository, and the execution cache
+# (keyed on a chapter's own code) is dropped when coursekit's sources changed since it was filled.
 book: $(VENV)/.book-installed vendor
+	$(PY) tools/notebooks.py install-cell book/ch*.ipynb
+	$(PY) tools/notebooks.py fresh-cache _build
 	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is at $(abspath _build/html/index.html)"
 

@@ -11,7 +11,9 @@ and the image decoded). A frame the reader has not seen yet is *new*; going
 back gives *seen* frames.
 
 Between moves it waits ``--pause`` seconds, a reader looking at the figure;
-coursekit draws the neighbouring frames in the kernel during that time.
+coursekit draws the neighbouring frames in the kernel during that time and
+sends them to the browser, which keeps every frame it has received (so a seen
+frame, or one drawn ahead, shows with no round trip to the kernel).
 
     python benchmarks/bench_live_widgets.py [--pause 1.0] [book/ch01_how_a_network_learns.ipynb ...]
 

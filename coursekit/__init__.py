@@ -26,3 +26,8 @@ __all__ = [
     "Cost", "flops_per_step", "format_cost", "forward_flops", "steps_to_target",
 ]
 __version__ = "0.1.0"
+
+# Figures that notebook cells show carry a description of what they show (the book's alt text).
+from . import figure_alt as _figure_alt  # noqa: E402
+
+_figure_alt.install()

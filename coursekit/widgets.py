@@ -2,8 +2,10 @@
 
 The same :class:`Experiment` works two ways:
 
-* **live** (JupyterLab): moving a control calls the function in Python and
-  redraws one image (frames are cached, so going back is instant);
+* **live** (JupyterLab): moving a control calls the function in Python, which
+  draws the frame and sends it to the browser; the browser keeps every frame it
+  gets and shows one it has at once, with no round trip to the kernel
+  (:class:`LiveFigure`, ``live_figure.js``);
 * **static** (the web book, nbval, any frontend without a kernel): every
   combination of control values is rendered once, and the browser switches
   between the frames with ``jslink`` from each control's ``index`` to a nested
@@ -16,8 +18,9 @@ Every frame carries a text alternative that names the figure and the control
 values it shows (``Experiment(..., alt="Loss curves")``; by default the first
 line of the function's docstring). In the static book identical frames are
 stored once, and frames are palette PNGs (see :func:`coursekit.plots.to_png`).
-In live mode, after each redraw the neighbouring frames of every control are
-drawn in a background thread, so the next key press usually finds its frame ready.
+In live mode, after each move the neighbouring frames of every control are
+drawn in a background thread and pushed to the browser, so the next key press
+usually finds its frame there already.
 
 >>> from coursekit.plots import new_figure
 >>> def draw(lr, steps):
@@ -38,10 +41,12 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import anywidget
 import ipywidgets as W
-from traitlets import Unicode
+from traitlets import Bytes, Instance, Int, List, Unicode
 from matplotlib.figure import Figure
 
 from .device import MODE_ENV, live_mode  # noqa: F401 (re-exported: widgets' mode)
@@ -69,6 +74,40 @@ class _Frame(W.Image):
     turns the title into the image's alt text."""
 
     description = Unicode("").tag(sync=True)
+
+
+class LiveFigure(anywidget.AnyWidget):
+    """The figure of a live :class:`Experiment` in JupyterLab: the kernel draws, the browser keeps.
+
+    The browser (``live_figure.js``) keeps every frame it receives, keyed by the controls'
+    indices, and switches to a frame it has as soon as a control moves, with no round trip to
+    the kernel. The kernel sees the same move through the control's own model, draws the frame
+    if the browser lacks it, and pushes it with :meth:`push`; after each move it also pushes the
+    neighbouring frames, drawn in the background. ``value``, ``index`` and ``alt`` are the frame a
+    new view starts with.
+    """
+
+    _esm = Path(__file__).with_name("live_figure.js")
+    controls = List(Instance(W.Widget)).tag(sync=True, **W.widget_serialization)
+    value = Bytes(b"").tag(sync=True)
+    index = List(Int()).tag(sync=True)
+    alt = Unicode("").tag(sync=True)
+    format = Unicode("png").tag(sync=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        #: Frames the browser holds (as far as the kernel knows); a view that starts afresh says hello.
+        self.sent: set[tuple[int, ...]] = {tuple(self.index)}
+        self._sent_lock = threading.Lock()
+
+    def push(self, index: tuple[int, ...], data: bytes, alt: str, again: bool = False) -> bool:
+        """Send one frame to the browser unless it has it (or ``again``); True if sent."""
+        with self._sent_lock:
+            if index in self.sent and not again:
+                return False
+            self.sent.add(index)
+        self.send({"frame": list(index), "alt": alt}, [data])
+        return True
 
 
 class Control:
@@ -163,6 +202,7 @@ class Experiment:
         self._cache_lock = threading.Lock()
         self._urgent = 0  # redraws the reader waits for; the background thread lets them go first
         self._todo: list[tuple[int, ...]] = []  # frames to draw ahead (live mode, PNG)
+        self._then: Callable[[tuple[int, ...]], None] | None = None  # called after each is drawn
         self._todo_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.last_redraw_s: float | None = None
@@ -246,10 +286,12 @@ class Experiment:
             out += [index[:k] + (i,) + index[k + 1:] for i in candidates if 0 <= i < n and i != index[k]]
         return out
 
-    def _prefetch(self, indices: list[tuple[int, ...]]) -> None:
-        """Draw these frames in a background thread (replacing any not yet drawn)."""
+    def _prefetch(self, indices: list[tuple[int, ...]],
+                  then: Callable[[tuple[int, ...]], None] | None = None) -> None:
+        """Draw these frames in a background thread (replacing any not yet drawn), calling
+        ``then(index)`` after each one (live mode pushes it to the browser)."""
         with self._todo_lock:
-            self._todo = [i for i in indices if (i, "png") not in self._cache]
+            self._todo, self._then = list(indices), then
             if not self._todo or (self._worker is not None and self._worker.is_alive()):
                 return
             self._worker = threading.Thread(target=self._prefetch_loop, daemon=True,
@@ -264,12 +306,14 @@ class Experiment:
                 if not self._todo:
                     self._worker = None
                     return
-                index = self._todo.pop(0)
+                index, then = self._todo.pop(0), self._then
             while self._urgent:  # a redraw the reader waits for goes first
                 time.sleep(0.002)
             try:
                 with _DRAW_LOCK:
                     self._draw(index)
+                if then is not None:
+                    then(index)
             except Exception:  # noqa: BLE001 - the reader sees the error if they move there
                 pass
             time.sleep(0.001)  # let the kernel's thread take the GIL between frames
@@ -296,31 +340,56 @@ class Experiment:
         image.add_class("coursekit-frame")
         return image
 
-    def _live_view(self, ctrls: list[W.Widget]) -> W.Image:
+    def _ahead(self, index: tuple[int, ...], moved: int | None, step: int) -> list[tuple[int, ...]]:
+        """The frames to draw ahead, likeliest first: one notch on along the slider moved last, two
+        notches on, then the other neighbours (readers tend to keep moving a slider one way)."""
+        out = self.neighbours(index, moved, step)
+        control = list(self.controls.values())[moved] if moved is not None else None
+        if isinstance(control, Slider) and step:
+            i = index[moved] + (2 if step > 0 else -2)
+            if 0 <= i < len(control.values):
+                out.insert(1, index[:moved] + (i,) + index[moved + 1:])
+        return out
+
+    def _live_view(self, ctrls: list[W.Widget]) -> LiveFigure:
         start = tuple(c.default_index for c in self.controls.values())
-        image = self._frame(self.render(start), self.describe(start))
+        fig = LiveFigure(controls=ctrls, value=self.render(start), index=list(start),
+                         alt=self.describe(start), layout=self._frame_layout)
         last = [start]
 
-        def redraw(_change=None):
+        def push(index: tuple[int, ...], again: bool = False) -> None:
+            if again or index not in fig.sent:
+                fig.push(index, self.render(index), self.describe(index), again)
+
+        def ahead(index: tuple[int, ...], moved: int | None = None, step: int = 0) -> None:
+            if self.prefetch:
+                self._prefetch([i for i in self._ahead(index, moved, step) if i not in fig.sent], push)
+
+        def redraw(_change=None) -> None:
+            # The browser switched already if it had the frame; otherwise it waits for this one.
             t0 = time.perf_counter()
             index = tuple(c.index for c in ctrls)
-            png = self.render(index)
-            with image.hold_sync():  # the new frame and its alt text go out in one message
-                if png != image.value:
-                    image.value = png
-                image.tooltip = self.describe(index)
+            push(index)
             self.last_redraw_s = time.perf_counter() - t0
             moved = next((k for k, (a, b) in enumerate(zip(index, last[0])) if a != b), None)
             step = 0 if moved is None else index[moved] - last[0][moved]
             last[0] = index
-            if self.prefetch:
-                self._prefetch(self.neighbours(index, moved, step))
+            ahead(index, moved, step)
+
+        def hello(_widget, content: dict, _buffers) -> None:
+            # A view that starts afresh (a reload, a second view) holds only the first frame.
+            if isinstance(content, dict) and content.get("hello"):
+                with fig._sent_lock:
+                    fig.sent = {start}
+                index = tuple(c.index for c in ctrls)
+                push(index, again=index != start)
+                ahead(index)
 
         for c in ctrls:
             c.observe(redraw, names="index")
-        if self.prefetch:
-            self._prefetch(self.neighbours(start))
-        return image
+        fig.on_msg(hello)
+        ahead(start)
+        return fig
 
     def _static_view(self, ctrls: list[W.Widget]) -> W.Widget:
         sizes = [len(c.values) for c in self.controls.values()]

@@ -316,4 +316,34 @@ def test_link_settings_turn_buttons_on_and_off():
     opts = both.html_theme_options
     assert opts["use_repository_button"] and opts["use_issues_button"] and opts["use_edit_page_button"]
     assert opts["launch_buttons"] == {"notebook_interface": "jupyterlab", "jupyterhub_url": "https://hub.example.org"}
-    assert f'git+{repo}"' in ext.install_cell(repo) and "pip install -e ." in ext.install_cell("")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from notebooks import install_cell
+
+    assert f'git+{repo}@main"' in install_cell(repo, "main") and "pip install -e ." in install_cell("")
+
+
+def test_chapter_figures_say_what_they_show_not_where_their_file_is():
+    """Every image in a chapter page has alt text, and none of it is a file path (book/_ext,
+    coursekit/figure_alt.py: code cells' figures are described by their titles and labels)."""
+    described = 0
+    for chapter in chapters():
+        page = (HTML / f"{chapter}.html").read_text()
+        for tag in re.findall(r"<img\b[^>]*>", page):
+            alt = re.search(r'\balt="([^"]*)"', tag)
+            assert alt and alt.group(1).strip(), f"{chapter}: an image without alt text: {tag[:200]}"
+            assert not re.search(r"_images/|jupyter_execute|\.(png|jpe?g|svg|webp|gif)\b", alt.group(1)), \
+                f"{chapter}: alt text is a file path: {alt.group(1)!r}"
+            described += alt.group(1).startswith("Figure")
+    assert described >= 10, f"only {described} code-cell figures carry a description"
+
+
+def test_the_install_cell_is_hidden_in_the_pages_and_first_in_the_downloads():
+    """Every chapter's first cell installs coursekit on Colab, Binder or a download (tools/notebooks.py);
+    the page does not show it."""
+    import json
+
+    for chapter in chapters():
+        page = (HTML / f"{chapter}.html").read_text()
+        assert "course's helper package, coursekit" not in page, f"{chapter}: the install cell shows on the page"
+        nb = json.loads((HTML / "_sources" / f"{chapter}.ipynb").read_text())
+        assert nb["cells"][0]["id"] == "coursekit-install", f"{chapter}: the download lacks the install cell"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from coursekit.plots import new_figure, to_png
-from coursekit.widgets import Dropdown, Experiment, Slider
+from coursekit.widgets import Dropdown, Experiment, LiveFigure, Slider
 
 
 def _draw(lr, opt="sgd"):
@@ -80,18 +80,30 @@ def test_identical_frames_are_stored_once_and_every_frame_says_what_it_shows():
     assert Experiment(_draw, alt="Decay", lr=[1]).alt == "Decay"
 
 
-def test_live_mode_draws_the_neighbouring_frames_in_the_background():
+def test_live_mode_draws_the_neighbouring_frames_in_the_background_and_sends_them(monkeypatch):
+    # What the kernel sends the browser (the browser's side is tested in test_live_lab.py).
+    sent: list = []
+    real_send = LiveFigure.send
+    monkeypatch.setattr(LiveFigure, "send", lambda self, content, buffers=None: (
+        sent.append((content, buffers)), real_send(self, content, buffers)))
     exp = Experiment(_draw, lr=Slider([0.1, 0.2, 0.4, 0.8]), opt=Dropdown(["sgd", "adam", "rmsprop"]))
     box = exp.widget(mode="live")
     slider, drop = box.children[0].children
-    image = box.children[1]
-    assert image.tooltip == "Figure: lr = 0.1, opt = sgd"  # no docstring, no alt: a plain name
+    figure = box.children[1]
+    assert figure.alt == "Figure: lr = 0.1, opt = sgd"  # no docstring, no alt: a plain name
     deadline = time.monotonic() + 30
-    wanted = {((1, 0), "png"), ((0, 1), "png"), ((0, 2), "png")}
-    while not wanted <= set(exp._cache) and time.monotonic() < deadline:
+    wanted = {(1, 0), (0, 1), (0, 2)}
+    while not wanted <= figure.sent and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert wanted <= set(exp._cache), f"drawn ahead: {sorted(exp._cache)}"
-    slider.index = 1  # a frame drawn ahead: the redraw only swaps bytes
-    assert bytes(image.value) == exp.render((1, 0)) and exp.last_redraw_s < 0.05
-    assert image.tooltip.endswith("lr = 0.2, opt = sgd")
+    assert wanted <= figure.sent, f"drawn ahead and sent: {sorted(figure.sent)}"
+    assert {((i, "png")) for i in wanted} <= set(exp._cache)
+    frame = next(c for c in sent if c[0]["frame"] == [1, 0])
+    assert frame[0]["alt"] == "Figure: lr = 0.2, opt = sgd" and bytes(frame[1][0]) == exp.render((1, 0))
+    n = len(sent)
+    slider.index = 1  # a frame the browser has: the kernel sends nothing
+    assert exp.last_redraw_s < 0.05
+    time.sleep(0.5)
+    assert all(c[0]["frame"] != [1, 0] for c in sent[n:])
+    # Drawn ahead after that move: the neighbours, and two notches on along the slider.
+    assert exp._ahead((1, 0), moved=0, step=1)[:3] == [(2, 0), (3, 0), (0, 0)]
     assert exp.neighbours((1, 0), moved=0, step=1)[:2] == [(2, 0), (0, 0)]

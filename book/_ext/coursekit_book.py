@@ -11,12 +11,14 @@
   script is dropped from every page (a reader's first visit is 1.5 MB lighter).
 * MathJax (1.2 MB) is fetched after the experiments are drawn, not before: on a slow
   phone it held up the first usable widget by seconds.
-* Figures drawn by code cells load lazily, so they do not hold up the experiments.
+* Figures drawn by code cells load lazily, so they do not hold up the experiments, and their
+  alt text says what they show (from the description coursekit puts in each PNG), not their path.
 * Buttons go only where something is set: with no ``repository.url`` in
   ``_config.yml`` there is no repository, issue, edit or launch button, and a
   launch button shows only when its own URL is set.
-* The ``.ipynb`` a reader downloads starts with a cell that installs coursekit
-  when it is missing (from the repository, when one is set).
+* The ``.ipynb`` a reader downloads (like the one Colab or Binder opens) starts with a hidden
+  cell that installs coursekit when it is missing: every chapter's first cell, kept in step with
+  ``_config.yml`` by ``tools/notebooks.py install-cell``.
 """
 from __future__ import annotations
 
@@ -86,29 +88,30 @@ def only_buttons_with_targets(app, config) -> None:
     config.html_theme_options = opts
 
 
-def install_cell(repository_url: str) -> str:
-    """The first cell of a downloaded chapter: install coursekit when the kernel lacks it."""
-    if repository_url:
-        how = f'%pip install -q "coursekit @ git+{repository_url.rstrip("/")}"'
-        return ("# This chapter uses the course's helper package, coursekit: install it if it is missing.\n"
-                "try:\n    import coursekit\nexcept ImportError:\n    " + how)
-    return ("# This chapter uses the course's helper package, coursekit. If the import fails, install it\n"
-            "# from a copy of the course repository with `pip install -e .` (or `make lab`).\n"
-            "import coursekit")
+def alt_text_from_figures(app, doctree) -> None:
+    """Figures drawn by code cells say what they show, not where their file is.
 
+    MyST-NB gives a cell's PNG output no ``alt``, so the HTML writer falls back to the file path.
+    coursekit (``coursekit/figure_alt.py``) writes a description of each figure it shows (titles,
+    axis labels, legend) into the PNG's ``Description`` text chunk; it becomes the image's alt text.
+    """
+    from docutils import nodes
+    from PIL import Image
 
-def _downloads(app) -> None:
-    import nbformat
-
-    repo = (app.config.html_theme_options or {}).get("repository_url", "") or ""
-    for path in Path(app.outdir, "_sources").rglob("*.ipynb"):
-        nb = nbformat.read(path, as_version=4)
-        cell = nbformat.v4.new_code_cell(install_cell(repo))
-        cell.id = "coursekit-install"
-        if nb.cells and nb.cells[0].get("id") == cell.id:
+    for image in doctree.findall(nodes.image):
+        uri = image.get("uri", "")
+        if image.get("alt") or not uri.endswith(".png") or "://" in uri:
             continue
-        nb.cells.insert(0, cell)
-        nbformat.write(nb, path)
+        # Sphinx's image collector (also on doctree-read) may have made the URI relative to the source folder.
+        found = (image.get("candidates") or {}).get("*")
+        path = Path(app.srcdir, found) if found else Path(app.env.relfn2path(uri, app.env.docname)[1])
+        try:
+            with Image.open(path) as png:
+                text = (png.text or {}).get("Description", "").strip()
+        except (OSError, ValueError):
+            continue
+        if text:
+            image["alt"] = text
 
 
 def finish(app, exception) -> None:
@@ -124,11 +127,11 @@ def finish(app, exception) -> None:
             page.write_text(lean, encoding="utf-8")
     for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
         (out / "_static" / "scripts" / name).unlink(missing_ok=True)
-    _downloads(app)
 
 
 def setup(app):
     app.connect("config-inited", only_buttons_with_targets, priority=100)
     app.connect("html-page-context", clean_scripts, priority=900)
     app.connect("build-finished", finish)
+    app.connect("doctree-read", alt_text_from_figures)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
