@@ -17,7 +17,8 @@
  * If a page holds ANY model this file does not know, it loads RequireJS and the widget manager
  * (vendor/) instead, as the book did before, so nothing breaks.
  *
- * window.coursekitWidgets = {mode: "native" | "manager", drawn: Promise} says which one drew.
+ * window.coursekitWidgets = {mode: "native" | "manager", drawn: Promise} says which one drew;
+ * `drawn` resolves when the experiments show their first frames.
  * Also here, for both: the skip link to the first experiment, and MathJax after the experiments.
  */
 (function () {
@@ -281,7 +282,7 @@
     if (twoWay) { dst[0].on(dst[1], function (v) { src[0].set(src[1], v); }); }
   }
 
-  /** Draw every widget view of the page. Returns false (drawing nothing) when it cannot. */
+  /** Draw every widget view of the page. Returns the images shown, or null (drawing nothing) when it cannot. */
   function drawNative() {
     var tags = document.querySelectorAll('script[type="' + STATE_TYPE + '"]');
     var models = {}, why = "";
@@ -293,7 +294,7 @@
         if (!why) { models[id] = new Model(id, doc.state[id]); }
       });
     });
-    if (why) { console.info("coursekit-widgets: the widget manager draws this page (" + why + ")"); return false; }
+    if (why) { console.info("coursekit-widgets: the widget manager draws this page (" + why + ")"); return null; }
     Object.keys(models).forEach(function (id) {
       var m = models[id];
       Object.keys(m.state).forEach(function (k) { m.state[k] = resolve(models, m.state[k]); });
@@ -321,9 +322,10 @@
     } catch (err) {  // a bug here must not cost the reader the experiments
       placed.forEach(function (a) { a.remove(); });
       console.warn("coursekit-widgets: the widget manager draws this page:", err);
-      return false;
+      return null;
     }
-    return true;
+    // Stacks build only the children they show, so every image so far is one in view.
+    return placed.reduce(function (imgs, a) { return imgs.concat(Array.from(a.querySelectorAll("img"))); }, []);
   }
 
   // ---- Fallback: the widget manager, as before -----------------------------------------------
@@ -345,7 +347,8 @@
   }
 
   // ---- Both: when the experiments are drawn, a skip link, then the math -----------------------
-  // Resolves when every experiment shows a loaded frame (or after 10 s).
+  // Resolves when the widget manager's experiments show a loaded frame each (or after 10 s). It
+  // reads the layout, so the native drawing, which knows its images, waits for them instead.
   function framesShown() {
     return new Promise(function (resolve) {
       var t0 = Date.now();
@@ -399,12 +402,13 @@
 
   function start() {
     if (!document.querySelector('script[type="' + STATE_TYPE + '"]')) { typesetMath(); return; }
-    var native = false;
-    try { native = drawNative(); } catch (err) { console.warn("coursekit-widgets:", err); }
-    var drawn = native ? Promise.resolve() : drawWithManager();
-    window.coursekitWidgets = { mode: native ? "native" : "manager", drawn: drawn };
+    var imgs = null;
+    try { imgs = drawNative(); } catch (err) { console.warn("coursekit-widgets:", err); }
+    var drawn = imgs ? Promise.all(imgs.map(function (i) { return i.decode().catch(function () {}); }))
+                     : drawWithManager().then(framesShown);
+    window.coursekitWidgets = { mode: imgs ? "native" : "manager", drawn: drawn };
     addSkipLink();
-    drawn.then(framesShown).then(function () { setTimeout(typesetMath, 100); });
+    drawn.then(function () { setTimeout(typesetMath, 100); });
   }
 
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); }
