@@ -64,6 +64,14 @@ class _GzipHandler(_QuietHandler):
         return io.BytesIO(body)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a page closed mid-download is no error
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve(directory: Path, compress: bool = False):
     """Serve ``directory`` over HTTP on a free loopback port; yields the base URL.
@@ -71,7 +79,7 @@ def serve(directory: Path, compress: bool = False):
     ``compress`` gzips text (HTML, JS, CSS) as production static hosts do.
     """
     handler = functools.partial(_GzipHandler if compress else _QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -403,7 +403,10 @@
   function start() {
     if (!document.querySelector('script[type="' + STATE_TYPE + '"]')) { typesetMath(); return; }
     var imgs = null;
-    try { imgs = drawNative(); } catch (err) { console.warn("coursekit-widgets:", err); }
+    // ?widgets=manager forces the fallback (benchmarks/bench_book_tti.py compares the two).
+    if (!/[?&]widgets=manager(&|$)/.test(location.search)) {
+      try { imgs = drawNative(); } catch (err) { console.warn("coursekit-widgets:", err); }
+    }
     var drawn = imgs ? Promise.all(imgs.map(function (i) { return i.decode().catch(function () {}); }))
                      : drawWithManager().then(framesShown);
     window.coursekitWidgets = { mode: imgs ? "native" : "manager", drawn: drawn };
