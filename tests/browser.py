@@ -110,6 +110,36 @@ def axe_violations(page, impacts=("critical", "serious")) -> list[dict]:
     return [v for v in result if v["impact"] in impacts]
 
 
+#: Runs in a page before the page's own scripts: on each animation frame it checks whether every
+#: experiment shows a loaded frame with alt text, and records the first time it does (ms since
+#: navigation) in window.__coursekitTTI. Polling from the page itself keeps the test's own
+#: machinery (Playwright's injected scripts) out of the figure.
+TTI_PROBE = """(() => {
+  const ready = () => {
+    const exps = [...document.querySelectorAll('.coursekit-experiment')];
+    return exps.length > 0 && exps.every(e => [...e.querySelectorAll('img')].some(
+      i => i.offsetParent !== null && i.complete && i.naturalWidth > 0 && i.alt));
+  };
+  const check = () => { if (ready()) window.__coursekitTTI = performance.now(); else requestAnimationFrame(check); };
+  requestAnimationFrame(check);
+})();"""
+
+
+def time_to_interactive(page, url: str, timeout_s: float = 60) -> float:
+    """Open ``url`` and return the seconds from navigation until every experiment shows its figure."""
+    import time
+
+    page.add_init_script(TTI_PROBE)
+    page.goto(url, wait_until="commit")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ms = page.evaluate("window.__coursekitTTI")
+        if ms is not None:
+            return ms / 1000
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"{url}: the experiments did not show their figures within {timeout_s} s")
+
+
 def throttle(page, profile: dict = PHONE) -> None:
     """Throttle network and CPU through Chromium's DevTools protocol (as Lighthouse's mobile profile does)."""
     cdp = page.context.new_cdp_session(page)

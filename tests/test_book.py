@@ -268,15 +268,13 @@ def test_chapter_becomes_interactive_on_a_throttled_phone(chapter):
     """First visit (empty cache) at 10 Mbit/s, 40 ms latency, a 4x slower CPU and 390 px: the time from navigation
     to every experiment showing its figure and controls, printed, at most TARGET_TTI_S (5 s).
     Text is served gzipped, as static hosts do."""
-    from browser import PHONE, chromium, throttle
+    from browser import PHONE, chromium, throttle, time_to_interactive
 
     with serve(HTML, compress=True) as base, chromium() as browser:
         ctx = browser.new_context(viewport=PHONE["viewport"])
         page = ctx.new_page()
         throttle(page)
-        page.goto(f"{base}/{chapter}.html", wait_until="commit")
-        _experiments_ready(page)
-        tti = page.evaluate("performance.now()") / 1000
+        tti = time_to_interactive(page, f"{base}/{chapter}.html")
         loaded = page.evaluate("performance.getEntriesByType('resource').reduce((s, r) => s + r.transferSize, 0)"
                                " + performance.getEntriesByType('navigation')[0].transferSize") / MB
         print(f"{chapter}: interactive after {tti:.2f} s on the throttled phone profile (target {TARGET_TTI_S} s), "
