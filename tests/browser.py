@@ -64,6 +64,14 @@ class _GzipHandler(_QuietHandler):
         return io.BytesIO(body)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a page closed mid-download is no error
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve(directory: Path, compress: bool = False):
     """Serve ``directory`` over HTTP on a free loopback port; yields the base URL.
@@ -71,7 +79,7 @@ def serve(directory: Path, compress: bool = False):
     ``compress`` gzips text (HTML, JS, CSS) as production static hosts do.
     """
     handler = functools.partial(_GzipHandler if compress else _QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -100,6 +108,36 @@ def axe_violations(page, impacts=("critical", "serious")) -> list[dict]:
                                        nodes: v.nodes.map(n => n.target.join(' '))}));
     }""")
     return [v for v in result if v["impact"] in impacts]
+
+
+#: Runs in a page before the page's own scripts: on each animation frame it checks whether every
+#: experiment shows a loaded frame with alt text, and records the first time it does (ms since
+#: navigation) in window.__coursekitTTI. Polling from the page itself keeps the test's own
+#: machinery (Playwright's injected scripts) out of the figure.
+TTI_PROBE = """(() => {
+  const ready = () => {
+    const exps = [...document.querySelectorAll('.coursekit-experiment')];
+    return exps.length > 0 && exps.every(e => [...e.querySelectorAll('img')].some(
+      i => i.offsetParent !== null && i.complete && i.naturalWidth > 0 && i.alt));
+  };
+  const check = () => { if (ready()) window.__coursekitTTI = performance.now(); else requestAnimationFrame(check); };
+  requestAnimationFrame(check);
+})();"""
+
+
+def time_to_interactive(page, url: str, timeout_s: float = 60) -> float:
+    """Open ``url`` and return the seconds from navigation until every experiment shows its figure."""
+    import time
+
+    page.add_init_script(TTI_PROBE)
+    page.goto(url, wait_until="commit")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ms = page.evaluate("window.__coursekitTTI")
+        if ms is not None:
+            return ms / 1000
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"{url}: the experiments did not show their figures within {timeout_s} s")
 
 
 def throttle(page, profile: dict = PHONE) -> None:

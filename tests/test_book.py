@@ -41,7 +41,9 @@ def test_book_builds_without_warnings():
         # Every script the page loads is the book's own (launch links are plain <a> tags).
         srcs = re.findall(r'<script[^>]*\ssrc="([^"]+)"', page)
         assert srcs and not [s for s in srcs if s.startswith(("http:", "https:", "//"))], srcs
-        assert page.count("vendor/embed-amd.js") == 1, "the widget manager is loaded more than once"
+        # One small script draws the experiments; the 3.6 MB widget manager is only its fallback.
+        assert page.count("coursekit-widgets.js") == 1, "the experiments' script is loaded more than once"
+        assert not [s for s in srcs if s.endswith(("embed-amd.js", "require.js"))], srcs
     intro = (HTML / "index.html").read_text() + (HTML / "book" / "intro.html").read_text()
     assert "How to read this book" in intro and "Using a GPU" in intro
 
@@ -61,12 +63,11 @@ def _visible_frame(experiment):
 def _control_moves(page, exp) -> list:
     """One (name, action) per control of an experiment: each action changes that control's value."""
     moves = []
-    handles = exp.locator(".noUi-handle")
-    for j in range(handles.count()):
-        def slide(h=handles.nth(j)):
+    sliders = exp.locator("input[type=range]")
+    for j in range(sliders.count()):
+        def slide(h=sliders.nth(j)):
             h.focus()
-            page.keyboard.press("ArrowRight" if h.get_attribute("aria-valuenow") != h.get_attribute("aria-valuemax")
-                                else "ArrowLeft")
+            page.keyboard.press("ArrowRight" if h.input_value() != h.get_attribute("max") else "ArrowLeft")
         moves.append((f"slider {j}", slide))
     selects = exp.locator("select")
     for j in range(selects.count()):
@@ -74,11 +75,11 @@ def _control_moves(page, exp) -> list:
             n, current = sel.locator("option").count(), sel.evaluate("s => s.selectedIndex")
             sel.select_option(index=(current + 1) % n)
         moves.append((f"drop-down {j}", choose))
-    groups = exp.locator(".widget-toggle-buttons")
+    groups = exp.locator("[role=group]")
     for j in range(groups.count()):
         def toggle(g=groups.nth(j)):
             buttons = g.locator("button")
-            pressed = [k for k in range(buttons.count()) if "mod-active" in (buttons.nth(k).get_attribute("class") or "")]
+            pressed = [k for k in range(buttons.count()) if buttons.nth(k).get_attribute("aria-pressed") == "true"]
             buttons.nth(((pressed[0] if pressed else 0) + 1) % buttons.count()).click()
         moves.append((f"toggle group {j}", toggle))
     return moves
@@ -91,6 +92,8 @@ def test_static_chapter_is_interactive_offline(chapter):
         page.goto(f"{base}/{chapter}.html", wait_until="load")
         page.wait_for_selector(".coursekit-experiment img", state="visible", timeout=30_000)
         page.wait_for_function("document.querySelectorAll('mjx-container').length > 5", timeout=30_000)
+        # Drawn by book/_static/coursekit-widgets.js, not by its fallback (the 3.6 MB widget manager).
+        assert page.evaluate("window.coursekitWidgets.mode") == "native", f"{chapter} needed the widget manager"
         experiments = page.locator(".coursekit-experiment")
         assert experiments.count() >= 1
         for i in range(experiments.count()):
@@ -107,7 +110,7 @@ def test_static_chapter_is_interactive_offline(chapter):
                     values = exp.evaluate("e => [...e.querySelectorAll('.widget-readout, select')].map("
                                           "x => x.value !== undefined && x.tagName === 'SELECT' ? "
                                           "x.options[x.selectedIndex].text : x.textContent.trim())"
-                                          ".concat([...e.querySelectorAll('.mod-active')].map(b => b.textContent.trim()))")
+                                          ".concat([...e.querySelectorAll('[aria-pressed=true]')].map(b => b.textContent.trim()))")
                     assert all(f"= {v}" in shown for v in values), \
                         f"experiment {i} of {chapter}: moving the {what} changed nothing ({values} vs {shown!r})"
         page.wait_for_timeout(500)
@@ -128,10 +131,8 @@ def test_every_page_loads_offline_without_errors():
 
 # ---- A light, fast, accessible book (issue 16) ------------------------------------------------
 MAX_PAGE_MB, MAX_BOOK_MB = 2.0, 10.0
-# Issue 16's target is 5 s. Measured on this 2-core machine under load, 8 of 14 chapters met it and the rest took
-# 5.0-6.8 s (the 3.6 MB widget manager's parse and start-up under a 4x CPU slowdown). This test runs beside
-# nbval on the other core, so it guards against regressions at three times the target and prints each figure.
-TARGET_TTI_S, MAX_TTI_S = 5.0, 15.0
+# Issue 16's target: every chapter interactive within 5 s on the throttled phone profile (tests/browser.py PHONE).
+TARGET_TTI_S = 5.0
 MB = 1e6
 
 
@@ -221,7 +222,7 @@ def test_chapter_on_a_phone_in_dark_mode(chapter):
                     out.alts.push(img.alt);
                 }
                 for (const h of e.querySelectorAll('.widget-slider')) {
-                    const handle = h.querySelector('.noUi-handle'), readout = h.querySelector('.widget-readout');
+                    const handle = h.querySelector('input[type=range]'), readout = h.querySelector('.widget-readout');
                     out.sliders.push([handle.getAttribute('aria-label'), handle.getAttribute('aria-valuetext'),
                                       readout.textContent.trim(), getComputedStyle(readout).color, backdrop(readout)]);
                 }
@@ -265,23 +266,21 @@ def _contrast(fg: str, bg: str) -> float:
 @pytest.mark.parametrize("chapter", chapters())
 def test_chapter_becomes_interactive_on_a_throttled_phone(chapter):
     """First visit (empty cache) at 10 Mbit/s, 40 ms latency, a 4x slower CPU and 390 px: the time from navigation
-    to every experiment showing its figure and controls, printed against the 5 s target and bounded by MAX_TTI_S.
+    to every experiment showing its figure and controls, printed, at most TARGET_TTI_S (5 s).
     Text is served gzipped, as static hosts do."""
-    from browser import PHONE, chromium, throttle
+    from browser import PHONE, chromium, throttle, time_to_interactive
 
     with serve(HTML, compress=True) as base, chromium() as browser:
         ctx = browser.new_context(viewport=PHONE["viewport"])
         page = ctx.new_page()
         throttle(page)
-        page.goto(f"{base}/{chapter}.html", wait_until="commit")
-        _experiments_ready(page)
-        tti = page.evaluate("performance.now()") / 1000
+        tti = time_to_interactive(page, f"{base}/{chapter}.html")
         loaded = page.evaluate("performance.getEntriesByType('resource').reduce((s, r) => s + r.transferSize, 0)"
                                " + performance.getEntriesByType('navigation')[0].transferSize") / MB
         print(f"{chapter}: interactive after {tti:.2f} s on the throttled phone profile (target {TARGET_TTI_S} s), "
               f"{loaded:.2f} MB transferred")
         ctx.close()
-    assert tti <= MAX_TTI_S, f"{chapter}: interactive after {tti:.2f} s (> {MAX_TTI_S} s); {loaded:.2f} MB transferred"
+    assert tti <= TARGET_TTI_S, f"{chapter}: interactive after {tti:.2f} s (> {TARGET_TTI_S} s); {loaded:.2f} MB transferred"
 
 
 def test_buttons_only_where_a_target_is_set():

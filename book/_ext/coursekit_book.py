@@ -9,7 +9,9 @@
 * The theme loads Font Awesome twice: as a web font from its CSS, and as a
   1.5 MB script that swaps each icon for an SVG. The web font is enough, so the
   script is dropped from every page (a reader's first visit is 1.5 MB lighter).
-* MathJax (1.2 MB) is fetched after the experiments are drawn, not before: on a slow
+* Experiments are drawn by book/_static/coursekit-widgets.js (the script ``nb_ipywidgets_js``
+  adds to pages with widgets), which loads the 3.6 MB widget manager only for widgets it does
+  not know. MathJax (1.2 MB) is fetched after the experiments are drawn, not before: on a slow
   phone it held up the first usable widget by seconds.
 * Figures drawn by code cells load lazily, so they do not hold up the experiments, and their
   alt text says what they show (from the description coursekit puts in each PNG), not their path.
@@ -31,8 +33,8 @@ _SEARCH_LABEL = re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?
 # sphinxcontrib-bibtex gives its role="list" entries the deprecated role doc-biblioentry, which
 # is no list item (axe-core: aria-required-children, critical).
 _BIBENTRY = re.compile(r'(<div class="citation"[^>]*?) role="doc-biblioentry"')
-# Figures that code cells drew are loaded lazily: the widget manager draws the experiments on the
-# page's `load` event, which would otherwise wait for every figure further down the page.
+# Figures that code cells drew are loaded lazily, so they do not compete with the experiments' frames
+# on a slow link (and where a page needs the widget manager, it draws on `load`, which waits for them).
 _STATIC_FIGURE = re.compile(r'<img (?![^>]*\bloading=)([^>]*src="[^"]*_images/)')
 _FONTAWESOME_JS = re.compile(r'\s*<script[^>]*\ssrc="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>')
 #: The launch buttons' URL keys in the theme options, and each button's name.
@@ -61,8 +63,8 @@ def clean_scripts(app, pagename, templatename, context, doctree) -> None:
 
 def _mathjax_later(html: str, mathjax_path: str) -> str:
     """On a page with experiments, turn MathJax's script tag into one the browser neither fetches
-    nor runs: book/_static/widgets-assets.js fetches it once the experiments are drawn."""
-    if "widgets-assets.js" not in html:
+    nor runs: book/_static/coursekit-widgets.js fetches it once the experiments are drawn."""
+    if "coursekit-widgets.js" not in html:
         return html
     tag = re.compile(r'<script (?:defer="defer" |async="async" )?src="([^"]*' + re.escape(mathjax_path)
                      + r'[^"]*)"(?: defer="defer"| async="async")?></script>')
