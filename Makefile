@@ -88,6 +88,7 @@ chromium:
 	fi
 
 test: $(VENV)/.test-installed vendor chromium
+	$(PY) tools/notebooks.py fresh-cache _build
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --nbval-lax --nbval-current-env tests book $(wildcard labs/source)
 
 # The course root, so both book/ (live experiments) and labs/ are there; it opens on labs/.
