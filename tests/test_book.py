@@ -6,6 +6,7 @@ browser tests open what it produced.
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,11 @@ def chapters() -> list[str]:
 def test_book_builds_without_warnings():
     vendor = ROOT / "book" / "_static" / "vendor"
     assert (vendor / "embed-amd.js").exists(), "run `make vendor` (npm assets) before building the book"
+    # Built as `make book` builds it: the root conftest's MPLBACKEND=Agg (for tests without a display)
+    # would keep the chapters' kernels off the inline backend, and their figures out of the pages.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--warningiserror", "--keep-going"],
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=1500, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert not re.search(r"WARNING: (?!.*Kernel is running over TCP)", log), log[-4000:]
