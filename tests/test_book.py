@@ -5,8 +5,8 @@ browser tests open what it produced.
 """
 from __future__ import annotations
 
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
