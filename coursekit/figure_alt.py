@@ -20,13 +20,15 @@ it); outside IPython it does nothing.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import struct
+import sys
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from IPython.core.formatters import PNGFormatter
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: The PNG text keyword that holds the description (one of the PNG standard's keywords).
 KEY = "Description"
@@ -106,17 +108,24 @@ def _add_description(out: Any, fig: Figure) -> Any:
     return (data, meta) if isinstance(out, tuple) else data
 
 
-class DescribedPNGFormatter(PNGFormatter):
-    """IPython's PNG formatter, except that a figure's PNG also carries the figure's description."""
+@functools.cache
+def _described_png_formatter() -> type:
+    """IPython's PNG formatter, except that a figure's PNG also carries the figure's description.
+    (Made on first use: outside IPython, ``import coursekit`` loads neither IPython nor matplotlib.)"""
+    from IPython.core.formatters import PNGFormatter
+    from matplotlib.figure import Figure
 
-    def __call__(self, obj):
-        out = super().__call__(obj)
-        if not isinstance(obj, Figure) or out is None:
-            return out
-        try:
-            return _add_description(out, obj)
-        except Exception:  # noqa: BLE001 - a figure without a description beats no figure
-            return out
+    class DescribedPNGFormatter(PNGFormatter):
+        def __call__(self, obj):
+            out = super().__call__(obj)
+            if not isinstance(obj, Figure) or out is None:
+                return out
+            try:
+                return _add_description(out, obj)
+            except Exception:  # noqa: BLE001 - a figure without a description beats no figure
+                return out
+
+    return DescribedPNGFormatter
 
 
 def install() -> bool:
@@ -127,16 +136,16 @@ def install() -> bool:
     change. So rather than wrap that printer, IPython's PNG formatter itself is replaced by one
     that adds the description to whatever the printer returns for a figure.
     """
-    from IPython import get_ipython
-
-    shell = get_ipython()
+    ipython = sys.modules.get("IPython")  # a kernel has loaded it; anywhere else there is nothing to do
+    shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or not hasattr(shell, "display_formatter"):
         return False
     formatters = shell.display_formatter.formatters
     old = formatters["image/png"]
-    if isinstance(old, DescribedPNGFormatter):
+    described = _described_png_formatter()
+    if isinstance(old, described):
         return True
-    new = DescribedPNGFormatter(parent=shell.display_formatter)
+    new = described(parent=shell.display_formatter)
     new.enabled = old.enabled
     new.type_printers.update(old.type_printers)
     new.deferred_printers.update(old.deferred_printers)
