@@ -109,6 +109,11 @@ class LiveFigure(anywidget.AnyWidget):
         self.send({"frame": list(index), "alt": alt}, [data])
         return True
 
+    def forget(self, keep: tuple[int, ...]) -> None:
+        """A view started afresh (a reload, a second view): the browser holds only ``keep``."""
+        with self._sent_lock:
+            self.sent = {keep}
+
 
 class Control:
     """A control over a fixed list of values. Subclasses pick the ipywidget."""
@@ -379,8 +384,7 @@ class Experiment:
         def hello(_widget, content: dict, _buffers) -> None:
             # A view that starts afresh (a reload, a second view) holds only the first frame.
             if isinstance(content, dict) and content.get("hello"):
-                with fig._sent_lock:
-                    fig.sent = {start}
+                fig.forget(start)
                 index = tuple(c.index for c in ctrls)
                 push(index, again=index != start)
                 ahead(index)
