@@ -107,3 +107,22 @@ def test_live_mode_draws_the_neighbouring_frames_in_the_background_and_sends_the
     # Drawn ahead after that move: the neighbours, and two notches on along the slider.
     assert exp._ahead((1, 0), moved=0, step=1)[:3] == [(2, 0), (3, 0), (0, 0)]
     assert exp.neighbours((1, 0), moved=0, step=1)[:2] == [(2, 0), (0, 0)]
+
+
+def test_a_view_that_starts_afresh_gets_its_frame_again(monkeypatch):
+    # After a page reload the browser holds only the first frame and says hello: the kernel forgets
+    # what it sent and sends the frame the controls show now.
+    sent: list = []
+    monkeypatch.setattr(LiveFigure, "send", lambda self, content, buffers=None: sent.append(content))
+    exp = Experiment(_draw, lr=Slider([0.1, 0.2, 0.4, 0.8]), prefetch=False)
+    box = exp.widget(mode="live")
+    (slider,), figure = box.children[0].children, box.children[1]
+    slider.index = 2
+    slider.index = 3
+    assert figure.sent == {(0,), (2,), (3,)} and sent[-1]["frame"] == [3]
+    n = len(sent)
+    figure._handle_custom_msg({"hello": True}, [])
+    assert [c["frame"] for c in sent[n:]] == [[3]] and figure.sent == {(0,), (3,)}
+    slider.index = 2  # sent before the reload, lost with it: sent again
+    slider.index = 0  # the first frame came with the view: nothing to send
+    assert [c["frame"] for c in sent[n:]] == [[3], [2]]
