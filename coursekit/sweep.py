@@ -216,18 +216,45 @@ class SweepHistory:
 
 
 # -- the general path: any module, through torch.func --------------------------------------
-def mask_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator of a model's dropout masks in a sweep, derived from its ``seed``.
+def mask_generator(seed: int) -> np.random.SFC64:
+    """The stream of a model's dropout masks in a sweep, derived from its ``seed``.
 
-    Each step, every ``nn.Dropout`` (in forward order) of model k draws
-    ``u = torch.rand(x.shape, generator=g)`` and multiplies its input ``x`` by
-    ``(u < 1 - p) / (1 - p)``, with ``g = mask_generator(seed[k])``. The stream is
+    Each step, every ``nn.Dropout`` of model k (in forward order), whose input ``x`` has
+    shape [B, *rest], takes n = ``x.numel()`` numbers from ``g = mask_generator(seed[k])``:
+    ``g.random_raw(ceil(n / 4))`` gives 64-bit words, read as 16-bit integers ``u`` (little
+    endian, the first n), in the order of shape [*rest, B] (the batch innermost). Element i
+    is kept when ``u[i] < round((1 - p) * 2**16)``, and a kept element is multiplied by
+    ``1 / (1 - p)``; :func:`dropout_masks` writes the rule out. The stream is numpy's SFC64,
     mixed from the seed, so it is not the stream that drew the initial weights.
 
-    >>> u = torch.rand(3, generator=mask_generator(0))
+    Why not ``torch.rand``: one 64-bit word makes four elements' masks, at about 0.5 ns an
+    element on a CPU against 3 ns for a float from torch's generator, and the keep
+    probability is still within 2^-17 of 1 - p. The masks were a fifth of a batch-norm +
+    dropout sweep's step before (``benchmarks/bench_sweep.py``).
+
+    >>> dropout_masks([mask_generator(0)], (2, 3), np.float32([0.5]))[0].shape
+    torch.Size([2, 3])
     """
-    mixed = int(np.random.SeedSequence([int(seed) % 2**64, 0xD5]).generate_state(1)[0])
-    return torch.Generator(device=device).manual_seed(mixed)
+    return np.random.SFC64(np.random.SeedSequence([int(seed) % 2**64, 0xD5]))
+
+
+def dropout_masks(gens: Sequence[np.random.SFC64], shape: tuple, keep: np.ndarray) -> torch.Tensor:
+    """This step's masks of one dropout layer for K models, [K, *shape] (``shape`` = [B, *rest],
+    one model's input): model k's from its stream ``gens[k]`` with keep probability ``keep[k]``,
+    by :func:`mask_generator`'s rule. The result is a view in torch's layout of a tensor
+    stored with the batch innermost, [K, *rest, B], the layout of ``coursekit.wide``."""
+    K, n = len(gens), math.prod(shape)
+    raw = np.empty((K, -(-n // 4)), dtype=np.uint64)
+    for k, g in enumerate(gens):   # model k's numbers straight into its own row
+        raw[k] = g.random_raw(raw.shape[1])
+    u = raw.view("<u2")[:, :n]
+    keep = np.asarray(keep, dtype=np.float32).reshape(K, 1)
+    threshold = np.rint(keep.astype(np.float64) * 2.0 ** 16).astype(np.uint32)
+    with np.errstate(divide="ignore"):
+        scale = np.where(keep > 0, np.float32(1) / keep, np.float32(0)).astype(np.float32)
+    out = np.empty((K, n), dtype=np.float32)
+    np.multiply(u < threshold, scale, out=out)
+    return torch.from_numpy(out).view(K, *shape[1:], shape[0]).movedim(-1, 1)
 
 
 class _MaskedDropout(nn.Module):
@@ -580,27 +607,17 @@ class Sweep:
             keep = (1 - self.hparams["dropout"]).unsqueeze(0).expand(len(func.dropouts), -1)
         else:
             keep = torch.tensor([[1 - d.p] * self.K for d in func.dropouts], dtype=torch.float64)
-        self._keep = keep.to(self.device, torch.float32)
-        self._mask_gens = [mask_generator(s, self.device) for s in self.seeds] if func.dropouts else []
+        self._keep = keep.to(torch.float32).numpy()
+        self._mask_gens = [mask_generator(s) for s in self.seeds] if func.dropouts else []
 
     def _masks(self, batch_shape: tuple) -> list[torch.Tensor]:
-        """This step's dropout masks, [K, *input shape] per dropout layer, each model from its generator."""
+        """This step's dropout masks, [K, *input shape] per dropout layer, each model from its
+        own stream (:func:`dropout_masks`)."""
         if not self._mask_gens:
             return []
         _, shapes = self._func.probe(batch_shape)
-        masks = []
-        for keep, shape in zip(self._keep, shapes):
-            u = torch.empty(self.K, *shape, device=self.device)
-            for k, g in enumerate(self._mask_gens):  # each model's numbers straight into its block
-                torch.rand(shape, generator=g, device=self.device, out=u[k])
-            q = keep.view(self.K, *[1] * len(shape))
-            out = None
-            if self.engine == "wide":  # stored in the wide network's layout, the batch innermost
-                out = torch.empty(self.K, *shape[1:], shape[0], device=self.device).movedim(-1, 1)
-            zero = torch.zeros((), device=self.device)
-            masks.append(torch.where(u < q, 1.0 / q, zero) if out is None else
-                         torch.where(u < q, 1.0 / q, zero, out=out))
-        return masks
+        return [dropout_masks(self._mask_gens, shape, keep).to(self.device)
+                for keep, shape in zip(self._keep, shapes)]
 
     @property
     def n_params(self) -> int:
