@@ -75,7 +75,7 @@ from torch.nn import functional as F
 
 from .data import Dataset
 from . import wide
-from .device import get_device, live_mode
+from .device import get_device, keep_freed_memory, live_mode
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -909,6 +909,8 @@ class Sweep:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
 
         K, dev = self.K, self.device
+        if dev.type == "cpu":
+            keep_freed_memory()   # no page faults for the step's tensors (see its docstring)
         X, y = data.X_train.to(dev, torch.float32), data.y_train.to(dev)
         n = len(X)
         per_epoch = math.ceil(n / batch_size)
