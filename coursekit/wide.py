@@ -143,6 +143,44 @@ class _Conv1d(torch.autograd.Function):
         return dx, dW, db, None, None, None
 
 
+class _BatchNormTrain(torch.autograd.Function):
+    """Batch norm in training mode on rows: ``x`` [N, M] is N channels (the K models' C channels)
+    of M values each (batch, or length x batch), normalised by each row's mean and biased
+    variance. Returns (out, mean, var); mean and var feed the running statistics.
+
+    The forward pass is five plain passes over x (sum, subtract, sum of squares, scale,
+    shift): with the batch innermost each row is contiguous, where torch's fused kernel
+    for an [1, N, M] input took 3x as long (262 vs 91 us for 16 x 128 channels of 64, one
+    thread). The backward pass is torch's own kernel, which is fast on this layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float):
+        M = x.shape[1]
+        mean = x.sum(1, keepdim=True).div_(M)
+        xc = x - mean
+        var = torch.linalg.vecdot(xc, xc).unsqueeze(1).div_(M)
+        invstd = var.add(eps).rsqrt_()
+        out = xc.mul_(invstd if weight is None else invstd * weight.unsqueeze(1))
+        if bias is not None:
+            out.add_(bias.unsqueeze(1))
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, dout, _dmean, _dvar):
+        x, weight, mean, invstd = ctx.saved_tensors
+        N, M = x.shape
+        need = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
+                ctx.needs_input_grad[2]]
+        dx, dw, db = torch.ops.aten.native_batch_norm_backward(
+            dout.reshape(1, N, M), x.view(1, N, M), weight, None, None, mean.view(N), invstd.view(N),
+            True, ctx.eps, need)
+        return (dx.view(N, M) if dx is not None else None), dw, db, None
+
+
 def _conv_padding(conv: nn.Conv1d) -> tuple[int, int]:
     if conv.padding == "valid":
         return (0, 0)
@@ -282,7 +320,15 @@ class WideNet:
                 buffers[f"{name}.num_batches_tracked"].add_(1)
         else:
             mean = var = None
-        batch_stats = train or not bn.track_running_stats
-        out = F.batch_norm(h.reshape(1, K * C, -1), mean, var, weight, bias, batch_stats,
-                           bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+        if not (train or not bn.track_running_stats):   # eval: the running statistics, element-wise
+            return F.batch_norm(h.reshape(1, K * C, -1), mean, var, weight, bias, False, 0.0, bn.eps).view(h.shape)
+        x = h.reshape(K * C, -1)
+        if x.shape[1] == 1:   # as torch says it
+            raise ValueError("batch norm in training needs more than one value per channel, and this batch has "
+                             "one example: choose a batch_size that does not leave a last batch of one")
+        out, batch_mean, batch_var = _BatchNormTrain.apply(x, weight, bias, bn.eps)
+        if mean is not None:   # as torch: running = (1 - momentum) running + momentum batch (unbiased var)
+            M, m = x.shape[1], bn.momentum
+            mean.mul_(1 - m).add_(batch_mean.view(-1), alpha=m)
+            var.mul_(1 - m).add_(batch_var.view(-1), alpha=m * M / max(M - 1, 1))
         return out.view(h.shape)

@@ -679,3 +679,9 @@ def test_a_cpu_sweep_keeps_freed_memory_instead_of_faulting_it_back_in_every_ste
     # measured: 8,400-11,700 faults by default for these 32 steps, 14-1,700 kept
     assert default > 5000, default
     assert kept < default / 4, (kept, default)
+
+
+def test_a_batch_of_one_under_batch_norm_says_how_to_fix_it(seq):
+    n = len(seq.X_train)
+    with pytest.raises(ValueError, match="batch_size that does not leave a last batch of one"):
+        Sweep(lambda: mlp(40, 10, batch_norm=True), 2, device="cpu").fit(seq, 1, batch_size=n - 1, progress=False)
