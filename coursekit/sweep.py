@@ -33,7 +33,8 @@ So a 16-model sweep costs a few single-model runs, not sixteen
 (``benchmarks/bench_sweep.py``), and it runs on the GPU when there is one. Each
 model trains exactly as it would alone with ``torch.optim`` and
 ``torch.optim.lr_scheduler`` (``tests/test_sweep.py`` checks it, optimizer by
-optimizer). Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``;
+optimizer; Adam and AdamW run torch's fused kernel, as ``torch.optim.Adam(fused=True)``
+does, which rounds a little differently from the default ``foreach`` one). Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``;
 the batch order is shared by all K models or given per model (``fit(data_seed=...)``).
 
 Nothing is ever summed across models, so a model that diverges keeps its NaN
@@ -174,6 +175,23 @@ def _sqrt_floor(eps: torch.Tensor, bc2_sqrt_min: float | torch.Tensor) -> float:
     if float(eps.min()) > 2.0 ** -63 / float(bc2_sqrt_min) * 2.0 ** 25:
         return torch.finfo(torch.float32).tiny
     return 0.0
+
+
+#: Adam and AdamW use torch's fused kernel (False: the ten element-wise passes below, bit for bit
+#: as torch.optim.Adam's default, non-fused, implementation).
+FUSED_ADAM = True
+
+
+def _fused_groups(hp: dict) -> list[tuple[tuple, list[int] | None]]:
+    """Adam's hyperparameters per row as Python floats, grouped: [((lr, beta1, beta2, eps,
+    weight_decay), rows)], rows None when every row shares them."""
+    keys = list(zip(*(hp[n].tolist() for n in ("lr", "beta1", "beta2", "eps", "weight_decay"))))
+    groups: dict[tuple, list[int]] = {}
+    for k, key in enumerate(keys):
+        groups.setdefault(key, []).append(k)
+    if len(groups) == 1:
+        return [(keys[0], None)]
+    return list(groups.items())
 
 
 def _sqrt(v: torch.Tensor, floor: float, out: torch.Tensor) -> torch.Tensor:
@@ -467,7 +485,8 @@ class Sweep:
       network would do). :attr:`engine` says which one runs.
     - ``optimizer``: ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'rmsprop'``, ``'adam'``
       or ``'adamw'`` (the ``make_optimizer`` names), or K of them for a race.
-      Updates follow ``torch.optim.SGD`` / ``RMSprop`` / ``Adam`` / ``AdamW`` step for step.
+      Updates follow ``torch.optim.SGD`` / ``RMSprop`` / ``Adam`` / ``AdamW`` step for step
+      (Adam and AdamW as with ``fused=True``).
     - ``lr``, ``weight_decay`` (L2 for SGD, RMSProp and Adam, decoupled for AdamW;
       default 0, or 1e-2 for AdamW as in torch), ``momentum`` (SGD family and
       RMSProp; default 0 for 'sgd' and 'rmsprop', 0.9 for 'momentum' and 'nesterov'),
@@ -823,7 +842,9 @@ class Sweep:
                 "neg_step_size": col(-hp["lr"] / bc1), "bc2_sqrt": col(bc2.sqrt()),
                 "sqrt_floor": _sqrt_floor(hp["eps"], bc2.sqrt().min() if n_steps else 1.0),
                 "any_momentum": bool((hp["momentum"] > 0).any()),
-                "any_weight_decay": bool((hp["weight_decay"] > 0).any())}
+                "any_weight_decay": bool((hp["weight_decay"] > 0).any()),
+                # Adam's fused kernel takes Python floats: rows with the same values share a call
+                "fused": _fused_groups(hp)}
 
     @torch.no_grad()
     def _update(self, w: torch.Tensor, grad: torch.Tensor, name: str, hp: dict) -> None:
@@ -838,7 +859,21 @@ class Sweep:
                 self.state[name]["square_avg"] = torch.zeros_like(w)
         state = self.state[name]
         tmp, tmp2 = state["tmp"], state["tmp2"]
-        if name in ("adam", "adamw"):
+        if name in ("adam", "adamw") and FUSED_ADAM:
+            # torch's fused Adam kernel (torch.optim.Adam(fused=True)): one pass over w, grad, m
+            # and v instead of ten, per group of rows that share their hyperparameters
+            step = state.setdefault("step", torch.zeros((), dtype=torch.float32, device=w.device))
+            step.fill_(self.step + 1)
+            kernel = torch._fused_adam_ if name == "adam" else torch._fused_adamw_
+            rows = (w.unbind(0), grad.unbind(0), state["m"].unbind(0), state["v"].unbind(0))
+            for (lr, beta1, beta2, eps, wd), ks in hp["fused"]:
+                if ks is None:   # every row the same: the whole tensors in one call
+                    tensors = ([w], [grad], [state["m"]], [state["v"]])
+                else:
+                    tensors = tuple([r[k] for k in ks] for r in rows)
+                kernel(*tensors, [], [step] * len(tensors[0]), lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+        elif name in ("adam", "adamw"):
             if name == "adamw":
                 w.mul_(hp["decay"])
             elif hp["any_weight_decay"]:
