@@ -120,8 +120,15 @@ TTI_PROBE = """(() => {
     return exps.length > 0 && exps.every(e => [...e.querySelectorAll('img')].some(
       i => i.offsetParent !== null && i.complete && i.naturalWidth > 0 && i.alt));
   };
-  const check = () => { if (ready()) window.__coursekitTTI = performance.now(); else requestAnimationFrame(check); };
+  // every frame, and every 100 ms too: a page the browser counts as hidden gets no animation frames
+  let timer = null;
+  const check = () => {
+    if (window.__coursekitTTI !== undefined) return;
+    if (ready()) { window.__coursekitTTI = performance.now(); clearInterval(timer); }
+    else requestAnimationFrame(check);
+  };
   requestAnimationFrame(check);
+  timer = setInterval(check, 100);
 })();"""
 
 
@@ -137,7 +144,11 @@ def time_to_interactive(page, url: str, timeout_s: float = 60) -> float:
         if ms is not None:
             return ms / 1000
         page.wait_for_timeout(100)
-    raise TimeoutError(f"{url}: the experiments did not show their figures within {timeout_s} s")
+    state = page.evaluate("""() => [...document.querySelectorAll('.coursekit-experiment')].map((e, n) =>
+        `experiment ${n}: ` + ([...e.querySelectorAll('img')].map(i => `img complete=${i.complete} ` +
+        `width=${i.naturalWidth} shown=${i.offsetParent !== null} alt=${!!i.alt}`).join('; ') || 'no img'))""")
+    raise TimeoutError(f"{url}: the experiments did not show their figures within {timeout_s} s; "
+                       f"visibility {page.evaluate('document.visibilityState')}; " + " | ".join(state or ["no experiments"]))
 
 
 def throttle(page, profile: dict = PHONE) -> None:
