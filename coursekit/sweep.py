@@ -194,6 +194,15 @@ def _fused_groups(hp: dict) -> list[tuple[tuple, list[int] | None]]:
     return list(groups.items())
 
 
+def _rows_of(state: dict, key: str, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rows of ``t`` as views, kept in ``state`` while ``t`` is the same tensor (w, m and v
+    are, every step): 64 fresh views a step cost 0.09 ms of a 1.4 ms step."""
+    kept = state.get(f"rows:{key}")
+    if kept is None or kept[0] is not t:
+        kept = state[f"rows:{key}"] = (t, t.unbind(0))
+    return kept[1]
+
+
 def _sqrt(v: torch.Tensor, floor: float, out: torch.Tensor) -> torch.Tensor:
     return torch.clamp_min(v, floor, out=out).sqrt_() if floor else torch.sqrt(v, out=out)
 
@@ -865,7 +874,8 @@ class Sweep:
             step = state.setdefault("step", torch.zeros((), dtype=torch.float32, device=w.device))
             step.fill_(self.step + 1)
             kernel = torch._fused_adam_ if name == "adam" else torch._fused_adamw_
-            rows = (w.unbind(0), grad.unbind(0), state["m"].unbind(0), state["v"].unbind(0))
+            rows = tuple(_rows_of(state, key, t) for key, t in (("w", w), ("grad", grad), ("m", state["m"]),
+                                                                  ("v", state["v"])))
             for (lr, beta1, beta2, eps, wd), ks in hp["fused"]:
                 if ks is None:   # every row the same: the whole tensors in one call
                     tensors = ([w], [grad], [state["m"]], [state["v"]])
