@@ -16,7 +16,8 @@ because a shared machine is noisy: each ratio compares runs taken side by side.
 
     python benchmarks/bench_sweep.py [--repeats 5] [--epochs 18] [--threads N]
 
-The last line is the headline: ``vectorized_16_over_single fast=<r> bn_dropout_mlp=<r> cnn=<r>``.
+The last line is the headline: ``vectorized_16_over_single threads=<n> fast=<r> bn_dropout_mlp=<r> cnn=<r>``.
+Without ``--threads`` torch's default (one thread a core) is used, as in a notebook.
 """
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ def main() -> None:
     print("cpu-time ratios (steadier on a shared machine; with 1 thread they measure the same work): "
           + " ".join(f"{m}={med_cpu[f'{m}.vectorized_16'] / med_cpu[f'{m}.single']:.2f}" for m in models))
     print("targets: fast <= 2.0, general (bn_dropout_mlp, cnn) <= 4.0")
-    print("vectorized_16_over_single " + " ".join(
+    print(f"vectorized_16_over_single threads={torch.get_num_threads()} " + " ".join(
         f"{m}={med[f'{m}.vectorized_16'] / med[f'{m}.single']:.2f}" for m in models))
 
 if __name__ == "__main__":
