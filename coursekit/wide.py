@@ -15,9 +15,12 @@ copies of whole rows of B numbers):
   again one ``baddbmm`` over K; backward scatters the patches' gradient back (col2im).
   A first layer whose input all K models share builds its patches once.
 - ``BatchNorm1d``: channel (k, c) has its own statistics over (b, l), so the K*C
-  channels are one call of torch's fused batch norm on the [1, K*C, L*B] view, and the
-  running statistics of model k are rows k of the [K, C] buffers, updated in place.
-- ``Dropout``: multiplies by the mask the sweep hands in (model k's own generator).
+  channels are the K*C contiguous rows of one [K*C, L*B] view, normalised together
+  (:class:`_BatchNormTrain`: five plain passes forward, torch's own kernel backward; in eval
+  mode torch's batch norm with the running statistics), and the running statistics of
+  model k are rows k of the [K, C] buffers, updated in place as torch updates them.
+- ``Dropout``: multiplies by the mask the sweep hands in (model k's own stream, drawn
+  straight into this layout: ``coursekit.sweep.dropout_masks``).
 - element-wise activations, ``Flatten``, ``Unflatten``, ``MaxPool1d``, ``AvgPool1d``.
 
 The K models' parameters are the rows of the sweep's ``w`` [K, P] (views into it), so
