@@ -4,7 +4,7 @@ Every chapter and lab asks this module for its device, so the same notebook
 runs on a laptop CPU and on a GPU without edits.
 
 >>> from coursekit.device import get_device, seed_everything
->>> seed_everything(0)
+>>> _ = seed_everything(0)
 >>> get_device().type in {"cpu", "cuda", "mps"}
 True
 """
