@@ -123,12 +123,15 @@ def keep_freed_memory() -> bool:
     next step pays a page fault for every 4 KiB page it touches again: 30,000-57,000 faults
     and 12-18% of the time of a 16-model ``Sweep`` of a batch-norm MLP or a CNN on MNIST-1D
     (measured with ``getrusage``; ``benchmarks/bench_sweep.py``). With this, blocks under
-    32 MiB come from the heap and up to 256 MiB of freed heap is kept, as the PyTorch CPU
-    tuning guide's jemalloc/tcmalloc advice also achieves. ``Sweep.fit`` calls it on a CPU.
+    32 MiB come from the heap, and the free memory at the top of a heap is kept until it
+    passes 256 MiB instead of 128 KiB, as the PyTorch CPU tuning guide's jemalloc/tcmalloc
+    advice also achieves. ``Sweep.fit`` calls it on a CPU.
 
-    It changes the whole process, once: the kernel may hold up to 256 MiB more than it
-    uses. It does nothing (and returns False) off Linux/glibc or when the environment
-    variable ``COURSEKIT_KEEP_FREED_MEMORY=0`` is set.
+    It changes the whole process, once: the process may keep a few hundred MiB it no
+    longer uses (per allocator arena). It does nothing (and returns False) off Linux, where
+    the C library has no ``mallopt`` or refuses a setting, or when the environment variable
+    ``COURSEKIT_KEEP_FREED_MEMORY=0`` is set. With another allocator preloaded (jemalloc,
+    tcmalloc), glibc's settings may be accepted and have no effect.
     """
     global _allocator_kept
     if _allocator_kept is None:
@@ -139,6 +142,7 @@ def keep_freed_memory() -> bool:
             except (OSError, AttributeError):
                 return False
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _allocator_kept = all(mallopt(param, value) == 1 for param, value in (
-                (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 16 << 20)))
+            accepted = [mallopt(param, value) == 1 for param, value in (   # all three, even if one fails
+                (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 16 << 20))]
+            _allocator_kept = all(accepted)
     return _allocator_kept

@@ -34,7 +34,8 @@ So a 16-model sweep costs a few single-model runs, not sixteen
 model trains exactly as it would alone with ``torch.optim`` and
 ``torch.optim.lr_scheduler`` (``tests/test_sweep.py`` checks it, optimizer by
 optimizer; Adam and AdamW run torch's fused kernel, as ``torch.optim.Adam(fused=True)``
-does, which rounds a little differently from the default ``foreach`` one). Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``;
+does, which rounds a little differently from torch's default for-loop and foreach
+versions). Model k's initial weights are ``torch.manual_seed(seed[k]); model_fn()``;
 the batch order is shared by all K models or given per model (``fit(data_seed=...)``).
 
 Nothing is ever summed across models, so a model that diverges keeps its NaN
@@ -177,9 +178,24 @@ def _sqrt_floor(eps: torch.Tensor, bc2_sqrt_min: float | torch.Tensor) -> float:
     return 0.0
 
 
-#: Adam and AdamW use torch's fused kernel (False: the ten element-wise passes below, bit for bit
-#: as torch.optim.Adam's default, non-fused, implementation).
+#: Adam and AdamW use torch's fused kernel where torch has one for the device (CPU since torch
+#: 2.4). False, or no kernel: the ten element-wise passes of ``Sweep._update``, bit for bit as
+#: torch.optim.Adam's default (not fused) implementations.
 FUSED_ADAM = True
+
+
+def fused_adam_supported(device: torch.device) -> bool:
+    """Does this torch have the fused Adam kernel for ``device`` (and is it switched on)?"""
+    return FUSED_ADAM and device.type in _fused_kernel_devices()
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_kernel_devices() -> tuple[str, ...]:
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:
+        return ()
+    return tuple(_get_fused_kernels_supported_devices())
 
 
 def _fused_groups(hp: dict) -> list[tuple[tuple, list[int] | None]]:
@@ -196,7 +212,8 @@ def _fused_groups(hp: dict) -> list[tuple[tuple, list[int] | None]]:
 
 def _rows_of(state: dict, key: str, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The rows of ``t`` as views, kept in ``state`` while ``t`` is the same tensor (w, m and v
-    are, every step): 64 fresh views a step cost 0.09 ms of a 1.4 ms step."""
+    are, every step, unless the sweep mixes optimizers and gathers each one's rows): 64 fresh
+    views a step cost 0.09 ms of a 1.4 ms step."""
     kept = state.get(f"rows:{key}")
     if kept is None or kept[0] is not t:
         kept = state[f"rows:{key}"] = (t, t.unbind(0))
@@ -250,7 +267,7 @@ def mask_generator(seed: int) -> np.random.SFC64:
     shape [B, *rest], takes n = ``x.numel()`` numbers from ``g = mask_generator(seed[k])``:
     ``g.random_raw(ceil(n / 4))`` gives 64-bit words, read as 16-bit integers ``u`` (little
     endian, the first n), in the order of shape [*rest, B] (the batch innermost). Element i
-    is kept when ``u[i] < round((1 - p) * 2**16)``, and a kept element is multiplied by
+    is kept when ``u[i] < round(float32(1 - p) * 2**16)``, and a kept element is multiplied by
     ``1 / (1 - p)``; :func:`dropout_masks` writes the rule out. The stream is numpy's SFC64,
     mixed from the seed, so it is not the stream that drew the initial weights.
 
@@ -265,11 +282,14 @@ def mask_generator(seed: int) -> np.random.SFC64:
     return np.random.SFC64(np.random.SeedSequence([int(seed) % 2**64, 0xD5]))
 
 
-def dropout_masks(gens: Sequence[np.random.SFC64], shape: tuple, keep: np.ndarray) -> torch.Tensor:
+def dropout_masks(gens: Sequence[np.random.SFC64], shape: tuple, keep: np.ndarray,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
     """This step's masks of one dropout layer for K models, [K, *shape] (``shape`` = [B, *rest],
     one model's input): model k's from its stream ``gens[k]`` with keep probability ``keep[k]``,
-    by :func:`mask_generator`'s rule. The result is a view in torch's layout of a tensor
-    stored with the batch innermost, [K, *rest, B], the layout of ``coursekit.wide``."""
+    by :func:`mask_generator`'s rule, on ``device``. The result is a view in torch's layout of
+    a tensor stored with the batch innermost, [K, *rest, B], the layout of ``coursekit.wide``.
+    The numbers are drawn on the CPU, so a GPU run gets the same masks; only one byte an
+    element (kept or not) crosses to the device."""
     K, n = len(gens), math.prod(shape)
     raw = np.empty((K, -(-n // 4)), dtype=np.uint64)
     for k, g in enumerate(gens):   # model k's numbers straight into its own row
@@ -279,9 +299,11 @@ def dropout_masks(gens: Sequence[np.random.SFC64], shape: tuple, keep: np.ndarra
     threshold = np.rint(keep.astype(np.float64) * 2.0 ** 16).astype(np.uint32)
     with np.errstate(divide="ignore"):
         scale = np.where(keep > 0, np.float32(1) / keep, np.float32(0)).astype(np.float32)
-    out = np.empty((K, n), dtype=np.float32)
-    np.multiply(u < threshold, scale, out=out)
-    return torch.from_numpy(out).view(K, *shape[1:], shape[0]).movedim(-1, 1)
+    if torch.device(device).type == "cpu":
+        out = torch.from_numpy(np.multiply(u < threshold, scale, out=np.empty((K, n), dtype=np.float32)))
+    else:
+        out = torch.from_numpy(u < threshold).to(device) * torch.from_numpy(scale).to(device)
+    return out.view(K, *shape[1:], shape[0]).movedim(-1, 1)
 
 
 class _MaskedDropout(nn.Module):
@@ -587,7 +609,7 @@ class Sweep:
                 raise TypeError(f"model_fn must return an nn.Module; got {type(m).__name__}")
         fast = self.path == "fast" or (self.path == "auto" and _is_plain_mlp(models[0]))
         self._func: _Functional | None = None
-        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.state: dict[str, dict] = {}   # per optimizer: its buffers (and kept row views)
         if not fast:
             self._func = _Functional(models, self.hparams["init_scale"], self.device, force_vmap=self.path == "func")
             self.w, self.buffers = self._func.w, self._func.buffers
@@ -644,8 +666,7 @@ class Sweep:
         if not self._mask_gens:
             return []
         _, shapes = self._func.probe(batch_shape)
-        return [dropout_masks(self._mask_gens, shape, keep).to(self.device)
-                for keep, shape in zip(self._keep, shapes)]
+        return [dropout_masks(self._mask_gens, shape, keep, self.device) for keep, shape in zip(self._keep, shapes)]
 
     @property
     def n_params(self) -> int:
@@ -868,18 +889,23 @@ class Sweep:
                 self.state[name]["square_avg"] = torch.zeros_like(w)
         state = self.state[name]
         tmp, tmp2 = state["tmp"], state["tmp2"]
-        if name in ("adam", "adamw") and FUSED_ADAM:
+        if name in ("adam", "adamw") and fused_adam_supported(w.device):
             # torch's fused Adam kernel (torch.optim.Adam(fused=True)): one pass over w, grad, m
             # and v instead of ten, per group of rows that share their hyperparameters
-            step = state.setdefault("step", torch.zeros((), dtype=torch.float32, device=w.device))
+            if "step" not in state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=w.device)
+            step = state["step"]
             step.fill_(self.step + 1)
             kernel = torch._fused_adam_ if name == "adam" else torch._fused_adamw_
-            rows = tuple(_rows_of(state, key, t) for key, t in (("w", w), ("grad", grad), ("m", state["m"]),
-                                                                  ("v", state["v"])))
+            grad = grad.contiguous()   # the kernel reads its tensors as flat arrays
+            rows = None
             for (lr, beta1, beta2, eps, wd), ks in hp["fused"]:
                 if ks is None:   # every row the same: the whole tensors in one call
                     tensors = ([w], [grad], [state["m"]], [state["v"]])
                 else:
+                    if rows is None:
+                        rows = (_rows_of(state, "w", w), grad.unbind(0), _rows_of(state, "m", state["m"]),
+                                _rows_of(state, "v", state["v"]))
                     tensors = tuple([r[k] for k in ks] for r in rows)
                 kernel(*tensors, [], [step] * len(tensors[0]), lr=lr, beta1=beta1, beta2=beta2,
                        weight_decay=wd, eps=eps, amsgrad=False, maximize=False)

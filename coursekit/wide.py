@@ -326,12 +326,23 @@ class WideNet:
         if not (train or not bn.track_running_stats):   # eval: the running statistics, element-wise
             return F.batch_norm(h.reshape(1, K * C, -1), mean, var, weight, bias, False, 0.0, bn.eps).view(h.shape)
         x = h.reshape(K * C, -1)
-        if x.shape[1] == 1:   # as torch says it
-            raise ValueError("batch norm in training needs more than one value per channel, and this batch has "
-                             "one example: choose a batch_size that does not leave a last batch of one")
+        if x.shape[1] == 1:   # torch's check, said for this case
+            if train:
+                raise ValueError("batch norm in training needs more than one value per channel, and this batch "
+                                 "has one example: choose a batch_size that does not leave a last batch of one")
+            raise ValueError("batch norm without running statistics (track_running_stats=False) normalises by "
+                             "the batch even in evaluation, and the sweep evaluates in chunks of "
+                             f"{_eval_chunk()} examples: this chunk has one; evaluate a number of examples "
+                             "that does not leave one over")
         out, batch_mean, batch_var = _BatchNormTrain.apply(x, weight, bias, bn.eps)
         if mean is not None:   # as torch: running = (1 - momentum) running + momentum batch (unbiased var)
             M, m = x.shape[1], bn.momentum
             mean.mul_(1 - m).add_(batch_mean.view(-1), alpha=m)
             var.mul_(1 - m).add_(batch_var.view(-1), alpha=m * M / max(M - 1, 1))
         return out.view(h.shape)
+
+
+def _eval_chunk() -> int:
+    from .sweep import WIDE_EVAL_CHUNK   # the sweep's own constant (sweep imports this module)
+
+    return WIDE_EVAL_CHUNK
