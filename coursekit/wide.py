@@ -212,6 +212,14 @@ class WideNet:
         chunks = w.split(self.sizes, dim=1)
         return {n: c.view(w.shape[0], *shape) for n, c, shape in zip(self.names, chunks, self.shapes)}
 
+    def eval_chunk(self) -> int:
+        """Examples per forward pass in eval mode: the sweep's ``WIDE_EVAL_CHUNK``, or
+        ``WIDE_EVAL_CHUNK_CONV`` for a network with a convolution (its patches are larger)."""
+        from . import sweep   # its constants (sweep imports this module)
+
+        conv = any(type(m) is nn.Conv1d for _, m in self.layers)
+        return sweep.WIDE_EVAL_CHUNK_CONV if conv else sweep.WIDE_EVAL_CHUNK
+
     def accepts(self, example: tuple) -> bool:
         """Does every layer see a one-model input of the rank it expects, starting from
         examples of shape ``example`` (features [F], or channels and length [C, L])?"""
@@ -332,7 +340,7 @@ class WideNet:
                                  "has one example: choose a batch_size that does not leave a last batch of one")
             raise ValueError("batch norm without running statistics (track_running_stats=False) normalises by "
                              "the batch even in evaluation, and the sweep evaluates in chunks of "
-                             f"{_eval_chunk()} examples: this chunk has one; evaluate a number of examples "
+                             f"{self.eval_chunk()} examples: this chunk has one; evaluate a number of examples "
                              "that does not leave one over")
         out, batch_mean, batch_var = _BatchNormTrain.apply(x, weight, bias, bn.eps)
         if mean is not None:   # as torch: running = (1 - momentum) running + momentum batch (unbiased var)
@@ -340,9 +348,3 @@ class WideNet:
             mean.mul_(1 - m).add_(batch_mean.view(-1), alpha=m)
             var.mul_(1 - m).add_(batch_var.view(-1), alpha=m * M / max(M - 1, 1))
         return out.view(h.shape)
-
-
-def _eval_chunk() -> int:
-    from .sweep import WIDE_EVAL_CHUNK   # the sweep's own constant (sweep imports this module)
-
-    return WIDE_EVAL_CHUNK

@@ -666,9 +666,12 @@ def fit():
     Sweep(lambda: mlp(40, 10, depth=2, width=128, batch_norm=True, dropout=0.2), 16, optimizer="adam",
           lr=1e-3, device="cpu").fit(data, 2, batch_size=64, progress=False)
 fit(); fit()   # the first fits map what the allocator will reuse
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-fit()
-print(coursekit.device._allocator_kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+counts = []
+for _ in range(3):   # three fits: glibc's own thresholds sometimes spare one fit its faults
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fit()
+    counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(coursekit.device._allocator_kept, sum(counts))
 """
 
 
@@ -687,9 +690,10 @@ def test_a_cpu_sweep_keeps_freed_memory_instead_of_faulting_it_back_in_every_ste
         assert applied == ("True" if keep else "False"), "Sweep.fit did not (or wrongly did) keep freed memory"
         return int(count)
     default, kept = faults(False), faults(True)
-    # measured: 8,400-11,700 faults by default for these 32 steps, 14-1,700 kept
-    assert default > 5000, default
-    assert kept < default / 4, (kept, default)
+    # measured, per fit of these 32 steps: 990-16,700 faults by default (three fits: 25,900-39,600),
+    # 10-1,140 kept (three fits: 49-1,180)
+    assert default > 10_000, default
+    assert kept < default / 5, (kept, default)
 
 
 def test_a_batch_of_one_under_batch_norm_says_how_to_fix_it(seq):
