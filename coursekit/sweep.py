@@ -1060,7 +1060,7 @@ class Sweep:
                                  f"has {data.n_features}")
         else:
             try:
-                out_shape, _ = self._func.probe((1, *example))
+                out_shape, _ = self._func.probe((2, *example))   # 2: batch norm with batch statistics needs more than one
             except (RuntimeError, ValueError, IndexError, TypeError) as e:
                 raise ValueError(f"the model cannot take data {data.name!r} (examples of shape {example}): "
                                  f"{e}") from None

@@ -723,3 +723,14 @@ def test_without_the_fused_kernel_adam_still_matches_torch_optim(digits, monkeyp
     for k in range(2):
         net, ref = reference(fn, digits, lambda p, k=k: opt(p, lr=lr[k], weight_decay=wd[k], fused=False), seed=k)
         assert_same_run(sweep, history, k, net, ref)
+
+
+def test_batch_norm_without_running_statistics_fits_on_both_paths(seq):
+    """Such a layer normalises by the batch in eval mode too, so the shape probe needs two examples."""
+    fn = lambda: nn.Sequential(nn.Linear(40, 8, bias=False),  # noqa: E731
+                               nn.BatchNorm1d(8, momentum=None, track_running_stats=False), nn.ReLU(), nn.Linear(8, 10))
+    wide = Sweep(fn, 2, lr=[1e-3, 3e-3], device="cpu")
+    func = Sweep(fn, 2, lr=[1e-3, 3e-3], device="cpu", path="func")
+    assert (wide.engine, func.engine) == ("wide", "func")
+    a, b = wide.fit(seq, 1, progress=False), func.fit(seq, 1, progress=False)
+    torch.testing.assert_close(a.val_loss, b.val_loss, **TOL)
