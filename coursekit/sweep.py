@@ -83,10 +83,6 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "mse")
 PATHS = ("auto", "fast", "general", "func")
 SCHEDULER_INTERVALS = ("epoch", "step")
-WIDE_EVAL_CHUNK = 512  # examples per forward pass in eval mode (see _Functional.forward; 512 measured best of 64-1024)
-# ... and for a network with a convolution, whose patches are ~6x the MLP's activations per example. For 16
-# CNNs on MNIST-1D's 1,000 validation examples, 1 thread (2 threads): 31.5 (18.8) ms at 64, 46.0 (26.3) at 512.
-WIDE_EVAL_CHUNK_CONV = 64
 # a progress bar appears (live notebooks only) once a fit has run this long
 PROGRESS_DELAY_S = 3.0
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
