@@ -288,21 +288,41 @@ def dropout_masks(gens: Sequence[np.random.SFC64], shape: tuple, keep: np.ndarra
     by :func:`mask_generator`'s rule, on ``device``. The result is a view in torch's layout of
     a tensor stored with the batch innermost, [K, *rest, B], the layout of ``coursekit.wide``.
     The numbers are drawn on the CPU, so a GPU run gets the same masks; only one byte an
-    element (kept or not) crosses to the device."""
-    K, n = len(gens), math.prod(shape)
-    raw = np.empty((K, -(-n // 4)), dtype=np.uint64)
+    element (kept or not) crosses to the device. :func:`dropout_masks_layers` draws several
+    layers' masks at once."""
+    return dropout_masks_layers(gens, [shape], np.asarray(keep).reshape(1, -1), device)[0]
+
+
+def dropout_masks_layers(gens: Sequence[np.random.SFC64], shapes: Sequence[tuple], keep: np.ndarray,
+                         device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """One step's masks of every dropout layer, in forward order: ``shapes[i]`` is layer i's
+    one-model input [B, *rest] and ``keep`` [layers, K] its keep probabilities. The same
+    masks as :func:`dropout_masks` layer after layer (each model's stream read in that
+    order), with one draw a model for all the layers."""
+    K = len(gens)
+    ns = [math.prod(shape) for shape in shapes]
+    words = [-(-n // 4) for n in ns]
+    raw = np.empty((K, sum(words)), dtype=np.uint64)
     for k, g in enumerate(gens):   # model k's numbers straight into its own row
         raw[k] = g.random_raw(raw.shape[1])
-    u = raw.view("<u2")[:, :n]
-    keep = np.asarray(keep, dtype=np.float32).reshape(K, 1)
-    threshold = np.rint(keep.astype(np.float64) * 2.0 ** 16).astype(np.uint32)
+    # kept when u < round(keep * 2^16), i.e. u <= that - 1, which fits 16 bits (a keep of 0
+    # keeps nothing through its scale of 0), so the comparison runs on the 16-bit numbers
+    keep = np.asarray(keep, dtype=np.float32).reshape(len(shapes), K, 1)
+    last = np.maximum(np.rint(keep.astype(np.float64) * 2.0 ** 16) - 1, 0).astype(np.uint16)
     with np.errstate(divide="ignore"):
         scale = np.where(keep > 0, np.float32(1) / keep, np.float32(0)).astype(np.float32)
-    if torch.device(device).type == "cpu":
-        out = torch.from_numpy(np.multiply(u < threshold, scale, out=np.empty((K, n), dtype=np.float32)))
-    else:
-        out = torch.from_numpy(u < threshold).to(device) * torch.from_numpy(scale).to(device)
-    return out.view(K, *shape[1:], shape[0]).movedim(-1, 1)
+    on_cpu = torch.device(device).type == "cpu"
+    masks, start = [], 0
+    for shape, n, w, last_i, scale_i in zip(shapes, ns, words, last, scale):
+        u = raw[:, start:start + w].view("<u2")[:, :n]
+        start += w
+        kept = np.less_equal(u, last_i, out=np.empty((K, n), dtype=bool))
+        if on_cpu:
+            out = torch.from_numpy(np.multiply(kept, scale_i, out=np.empty((K, n), dtype=np.float32)))
+        else:
+            out = torch.from_numpy(kept).to(device) * torch.from_numpy(scale_i).to(device)
+        masks.append(out.view(K, *shape[1:], shape[0]).movedim(-1, 1))
+    return masks
 
 
 class _MaskedDropout(nn.Module):
@@ -665,7 +685,7 @@ class Sweep:
         if not self._mask_gens:
             return []
         _, shapes = self._func.probe(batch_shape)
-        return [dropout_masks(self._mask_gens, shape, keep, self.device) for keep, shape in zip(self._keep, shapes)]
+        return dropout_masks_layers(self._mask_gens, shapes, self._keep, self.device)
 
     @property
     def n_params(self) -> int:
