@@ -14,8 +14,8 @@ compute the gradients:
 - **general, wide** (an ``nn.Sequential`` of the layers the course's models use:
   ``Linear``, ``Conv1d``, ``BatchNorm1d``, ``Dropout``, activations, ``Flatten``,
   ``Unflatten``, 1-D pooling): the K models run as one wide network
-  (:mod:`coursekit.wide`), every layer one kernel over all K, with ordinary autograd;
-  a step costs about the operations of one model.
+  (:mod:`coursekit.wide`), every layer one kernel over all K, with backprop written
+  out layer by layer as on the fast path; a step costs about the operations of one model.
 - **general, torch.func** (any other ``nn.Module``; ``path="func"`` forces it),
   built on ``torch.func``: ``vmap`` of ``functional_call`` over the K rows of
   ``w`` runs the K forward passes as one, and a single autograd call on the sum of
@@ -86,18 +86,9 @@ SCHEDULER_INTERVALS = ("epoch", "step")
 # a progress bar appears (live notebooks only) once a fit has run this long
 PROGRESS_DELAY_S = 3.0
 # Element-wise layers act on [K, batch, features] unchanged, so any of these may sit between Linears.
-ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.Identity, nn.ELU,
-               nn.SiLU, nn.Softplus)
-# Backprop through an element-wise layer: dz_in = dz * activation'(h), from its input h and
-# output a. ReLU and LeakyReLU use torch's own backward kernels, several times faster than a
-# mask multiply. Other element-wise layers fall back to autograd.
-_DERIVATIVE = {
-    nn.ReLU: lambda m, dz, h, a: torch.ops.aten.threshold_backward(dz, a, 0),
-    nn.LeakyReLU: lambda m, dz, h, a: torch.ops.aten.leaky_relu_backward(dz, h, m.negative_slope, False),
-    nn.Tanh: lambda m, dz, h, a: dz * (1 - a * a),
-    nn.Sigmoid: lambda m, dz, h, a: dz * (a * (1 - a)),
-    nn.Identity: lambda m, dz, h, a: dz,
-}
+ELEMENTWISE = wide.ELEMENTWISE
+# Backprop through an element-wise layer (the wide network's rules; others fall back to autograd).
+_DERIVATIVE = wide.DERIVATIVE
 _DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "rmsprop": 0.0, "adam": 0.0, "adamw": 0.0}
 _DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "momentum": 0.0, "nesterov": 0.0, "rmsprop": 0.0, "adam": 0.0,
                          "adamw": 1e-2}

@@ -516,6 +516,53 @@ def test_general_path_arguments_are_checked(digits):
         Sweep(lambda: mlp(64, 3, batch_norm=True), 2, device="cpu").fit(digits, 1)
 
 
+def activation_zoo():
+    """An MLP with every other element-wise rule and batch norm's other forms."""
+    return nn.Sequential(nn.Linear(40, 12), nn.BatchNorm1d(12, affine=False), nn.LeakyReLU(0.1),
+                         nn.Linear(12, 12), nn.Sigmoid(), nn.Dropout(0.3), nn.Linear(12, 12, bias=False),
+                         nn.BatchNorm1d(12, track_running_stats=False), nn.Identity(), nn.ELU(),
+                         nn.Linear(12, 12), nn.ReLU(), nn.ReLU(), nn.Tanh(), nn.Linear(12, 10))
+
+
+@pytest.mark.parametrize("case", ["conv_zoo", "activation_zoo", "regression_per_model"])
+def test_wide_step_written_out_equals_autograd_through_the_same_forward_pass(seq, case):
+    """WideNet.step's backprop, layer by layer, against one autograd call on the K losses of
+    WideNet.run (the forward pass the sweep evaluates with), with the same dropout masks."""
+    from torch.nn import functional as F
+
+    K, B = 3, 16
+    fn = {"conv_zoo": conv_zoo, "activation_zoo": activation_zoo,
+          "regression_per_model": lambda: nn.Sequential(nn.Linear(40, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                                                        nn.Dropout(0.5), nn.Linear(8, 3))}[case]
+    sweep = Sweep(fn, K, lr=1e-3, seed=[0, 1, 2], device="cpu")
+    wide, buffers = sweep._func.wide, sweep._func.buffers
+    assert sweep.engine == "wide"
+    per_model = case == "regression_per_model"
+    torch.manual_seed(0)
+    x = seq.X_train[:K * B].view(K, B, 40) if per_model else seq.X_train[:B]
+    y = torch.randn(K, B, 3) if per_model else seq.y_train[:B]
+    masks = sweep._masks((B, 40))
+    before = {n: b.clone() for n, b in buffers.items()}
+    grad, loss, out = wide.step(sweep.w, buffers, x, y, masks, not per_model, per_model)
+    after = {n: b.clone() for n, b in buffers.items()}
+    buffers.update({n: b.clone() for n, b in before.items()})
+
+    w = sweep.w.detach().requires_grad_()
+    with torch.enable_grad():
+        h = wide.to_torch(wide.run(w, buffers, x, masks, True, per_model))   # [K, B, out]
+        if per_model:
+            ref_loss = (h - y).square().flatten(1).mean(1)
+        else:
+            ref_loss = torch.stack([F.cross_entropy(h[k], y) for k in range(K)])
+        ref_grad, = torch.autograd.grad(ref_loss.sum(), w)
+    torch.testing.assert_close(out, h.detach(), **TOL)
+    torch.testing.assert_close(loss, ref_loss.detach(), **TOL)
+    torch.testing.assert_close(grad, ref_grad, **TOL)
+    assert grad.abs().sum(1).gt(0).all()   # every model learns something
+    for name in buffers:   # running statistics updated once, as in the autograd pass
+        torch.testing.assert_close(after[name], buffers[name], **TOL, msg=name)
+
+
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=5, padding=2), dict(kernel_size=5, stride=2, padding=1),
                                     dict(kernel_size=3, dilation=2), dict(kernel_size=4, padding="same"),
                                     dict(kernel_size=3, padding="valid", bias=False)])
