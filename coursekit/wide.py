@@ -236,6 +236,9 @@ class WideNet:
     def __init__(self, layers: list[tuple[str, nn.Module]], names: list[str], shapes: list[tuple]):
         self.layers, self.names, self.shapes = layers, names, [tuple(s) for s in shapes]
         self.sizes = [math.prod(s) for s in self.shapes]
+        # the first layer with parameters: the layers before it need no backprop
+        owners = {n.rpartition(".")[0] for n in names}
+        self.first_trained = next((i for i, (name, _) in enumerate(layers) if name in owners), len(layers))
 
     # -- parameters as views ---------------------------------------------------------------
     def params(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -362,7 +365,7 @@ class WideNet:
         p = self.params(w)
         h = self.to_wide(x if per_model else x.unsqueeze(0))   # [1 or K, F, B] or [1 or K, C, L, B]
         masks = iter(masks)
-        first = self._first_with_parameters()   # the layers before it need no backprop
+        first = self.first_trained
         tape = []
         for i, (name, m) in enumerate(self.layers):
             # a ReLU may overwrite its input when that is a fresh output that nothing keeps
@@ -378,10 +381,6 @@ class WideNet:
         grad = torch.cat([grads[n].reshape(K, -1) for n in self.names], dim=1)
         # torch's layout, copied: reading the strided view (argmax over classes) is ~10x slower than the copy
         return grad, loss, self.to_torch(h).contiguous()
-
-    def _first_with_parameters(self) -> int:
-        prefixes = {n.rpartition(".")[0] for n in self.names}
-        return next((i for i, (name, _) in enumerate(self.layers) if name in prefixes), len(self.layers))
 
     def _forward(self, name: str, m: nn.Module, p: dict, buffers: dict, h: torch.Tensor, masks,
                  K: int, need_dx: bool, in_place: bool = False) -> tuple[torch.Tensor, tuple]:
