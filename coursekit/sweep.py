@@ -296,12 +296,13 @@ def dropout_masks_layers(gens: Sequence[np.random.SFC64], shapes: Sequence[tuple
     raw = np.empty((K, sum(words)), dtype=np.uint64)
     for k, g in enumerate(gens):   # model k's numbers straight into its own row
         raw[k] = g.random_raw(raw.shape[1])
-    # kept when u < round(keep * 2^16), i.e. u <= that - 1, which fits 16 bits (a keep of 0
-    # keeps nothing through its scale of 0), so the comparison runs on the 16-bit numbers
+    # kept when u < round(keep * 2^16), i.e. u <= that - 1, which fits 16 bits (a threshold
+    # of 0 keeps nothing through its scale of 0), so the comparison runs on the 16-bit numbers
     keep = np.asarray(keep, dtype=np.float32).reshape(len(shapes), K, 1)
-    last = np.maximum(np.rint(keep.astype(np.float64) * 2.0 ** 16) - 1, 0).astype(np.uint16)
-    with np.errstate(divide="ignore"):
-        scale = np.where(keep > 0, np.float32(1) / keep, np.float32(0)).astype(np.float32)
+    threshold = np.rint(keep.astype(np.float64) * 2.0 ** 16)
+    last = np.maximum(threshold - 1, 0).astype(np.uint16)
+    with np.errstate(divide="ignore"):   # a threshold of 0 keeps nothing: a scale of 0 says so
+        scale = np.where(threshold > 0, np.float32(1) / keep, np.float32(0)).astype(np.float32)
     on_cpu = torch.device(device).type == "cpu"
     masks, start = [], 0
     for shape, n, w, last_i, scale_i in zip(shapes, ns, words, last, scale):
@@ -1155,8 +1156,13 @@ def _layers_of(net: nn.Module) -> list[nn.Module]:
     for m in net:
         if isinstance(m, nn.Sequential):
             layers += _layers_of(m)
-        elif isinstance(m, (nn.Linear, *ELEMENTWISE)):
+        elif isinstance(m, nn.Linear):
+            if any(m is seen for seen in layers):
+                raise TypeError("the fast path takes each nn.Linear once; this model uses one at two places "
+                                "(shared weights: use path='auto' or 'general')")
             layers.append(m)
+        elif isinstance(m, ELEMENTWISE):
+            layers.append(wide.out_of_place(m))   # its backprop keeps the layer's input and output
         else:
             allowed = ", ".join(c.__name__ for c in (nn.Linear, *ELEMENTWISE))
             raise TypeError(f"the fast path supports layers {allowed}; got {type(m).__name__} "

@@ -39,6 +39,7 @@ pass for evaluation, and under autograd it is the reference the tests hold ``ste
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -71,7 +72,9 @@ def _flat_layers(net: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]
     if type(net) is not nn.Sequential:
         return None
     out: list[tuple[str, nn.Module]] = []
-    for name, m in net.named_children():
+    for name, m in net._modules.items():   # every position: named_children skips a module seen before
+        if m is None:
+            continue
         full = f"{prefix}{name}"
         if type(m) is nn.Sequential:
             inner = _flat_layers(m, full + ".")
@@ -100,11 +103,27 @@ def _supported(m: nn.Module) -> bool:
 
 
 def plan(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The layers of ``net`` if the wide path knows every one of them, else None."""
+    """The layers of ``net`` if the wide path knows every one of them, else None. A layer with
+    parameters or buffers used at two places (shared weights) is left to the general path's
+    ``torch.func`` engine; an activation used twice is fine. Activations built with
+    ``inplace=True`` come back as copies that are not in place (:func:`out_of_place`)."""
     layers = _flat_layers(net)
     if layers is None or not layers or not all(_supported(m) for _, m in layers):
         return None
-    return layers
+    stateful = [id(m) for _, m in layers if next(m.parameters(), None) is not None
+                or next(m.buffers(), None) is not None]
+    if len(set(stateful)) != len(stateful):
+        return None
+    return [(name, out_of_place(m)) for name, m in layers]
+
+
+def out_of_place(m: nn.Module) -> nn.Module:
+    """``m``, or for a layer built with ``inplace=True`` a copy that is not in place: backprop
+    keeps a layer's input or output, which an in-place layer would overwrite."""
+    if getattr(m, "inplace", False):
+        m = copy.copy(m)
+        m.inplace = False
+    return m
 
 
 def _taps(L: int, L_out: int, k: int, stride: int, dilation: int, pad: int) -> list[tuple[slice, slice]]:
@@ -345,9 +364,11 @@ class WideNet:
             dh = logp.exp_()                                                   # softmax ...
             dh.scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=dh.dtype, device=dh.device))
             return loss, dh.div_(n)                                            # ... minus one-hot, / n
-        diff = self.to_torch(h) - y   # torch's layout, broadcast as the loss is defined
+        out = self.to_torch(h)
+        diff = out - y.to(out.dtype)   # torch's layout, broadcast as the loss is defined
         loss = diff.square().flatten(1).mean(1)
-        return loss, self.to_wide(diff.mul_(2.0 / diff[0].numel()))
+        dout = diff.mul_(2.0 / diff[0].numel())
+        return loss, self.to_wide(dout if dout.shape == out.shape else dout.sum_to_size(out.shape))
 
     def step(self, w: torch.Tensor, buffers: dict, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
              classification: bool, per_model: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -421,6 +421,9 @@ def test_dropout_masks_keep_at_the_rate_asked_and_never_make_nan():
     u = words.view(np.uint16)[:7]
     odd = dropout_masks([g], (7, 1), np.float32([0.5]))[0, :, 0]
     assert torch.equal(odd > 0, torch.from_numpy(u < 32768))
+    # a keep probability that rounds to a threshold of 0 keeps nothing (not the numbers equal to 0)
+    gens = [mask_generator(s) for s in range(2)]
+    assert not dropout_masks(gens, (200_000,), np.float32([1e-6, 2.0 ** -18])).any()
 
 
 @pytest.mark.parametrize("case", ["step_lr", "one_cycle_per_step", "plateau", "per_model"])
@@ -524,14 +527,46 @@ def activation_zoo():
                          nn.Linear(12, 12), nn.ReLU(), nn.ReLU(), nn.Tanh(), nn.Linear(12, 10))
 
 
-@pytest.mark.parametrize("case", ["conv_zoo", "activation_zoo", "regression_per_model"])
+def test_a_layer_used_twice_is_applied_twice_and_shared_weights_leave_the_wide_network(seq):
+    """An activation instance at two places acts at both (named_children lists it once); a Linear
+    at two places shares its weights, which only the torch.func engine keeps shared."""
+    def twice_tanh():
+        act = nn.Tanh()
+        return nn.Sequential(nn.Linear(40, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 10))
+
+    def shared_linear():
+        inner = nn.Linear(8, 8)
+        return nn.Sequential(nn.Linear(40, 8), nn.Tanh(), inner, nn.Tanh(), inner, nn.Linear(8, 10))
+
+    args = dict(lr=[1e-3, 3e-3], seed=[0, 1], device="cpu")
+    wide, func = Sweep(twice_tanh, 2, path="general", **args), Sweep(twice_tanh, 2, path="func", **args)
+    assert (wide.engine, func.engine) == ("wide", "func")
+    for s in (wide, func):
+        s.fit(seq, 1, batch_size=32, progress=False)
+    torch.testing.assert_close(wide.w, func.w, **TOL)
+    shared = Sweep(shared_linear, 2, **args)
+    assert shared.engine == "func" and shared.n_params == sum(p.numel() for p in shared_linear().parameters())
+    with pytest.raises(TypeError, match="each nn.Linear once"):
+        Sweep(shared_linear, 2, path="fast", **args)
+
+
+def in_place_zoo():
+    """Activations built with inplace=True (one after a Tanh, which keeps its output for
+    backprop), and layers with no parameters before the first that has some."""
+    return nn.Sequential(nn.Dropout(0.2), nn.BatchNorm1d(40, affine=False), nn.Linear(40, 12), nn.Tanh(),
+                         nn.LeakyReLU(0.1, inplace=True), nn.Linear(12, 12), nn.ELU(inplace=True),
+                         nn.SiLU(inplace=True), nn.ReLU(inplace=True), nn.Linear(12, 10))
+
+
+@pytest.mark.parametrize("case", ["conv_zoo", "activation_zoo", "in_place_zoo", "regression_per_model"])
 def test_wide_step_written_out_equals_autograd_through_the_same_forward_pass(seq, case):
     """WideNet.step's backprop, layer by layer, against one autograd call on the K losses of
-    WideNet.run (the forward pass the sweep evaluates with), with the same dropout masks."""
+    WideNet.run (the forward pass the sweep evaluates with), with the same dropout masks;
+    the batch and the masks come out of the step unchanged."""
     from torch.nn import functional as F
 
     K, B = 3, 16
-    fn = {"conv_zoo": conv_zoo, "activation_zoo": activation_zoo,
+    fn = {"conv_zoo": conv_zoo, "activation_zoo": activation_zoo, "in_place_zoo": in_place_zoo,
           "regression_per_model": lambda: nn.Sequential(nn.Linear(40, 8), nn.BatchNorm1d(8), nn.ReLU(),
                                                         nn.Dropout(0.5), nn.Linear(8, 3))}[case]
     sweep = Sweep(fn, K, lr=1e-3, seed=[0, 1, 2], device="cpu")
@@ -539,11 +574,15 @@ def test_wide_step_written_out_equals_autograd_through_the_same_forward_pass(seq
     assert sweep.engine == "wide"
     per_model = case == "regression_per_model"
     torch.manual_seed(0)
-    x = seq.X_train[:K * B].view(K, B, 40) if per_model else seq.X_train[:B]
-    y = torch.randn(K, B, 3) if per_model else seq.y_train[:B]
+    x = seq.X_train[:K * B].view(K, B, 40).clone() if per_model else seq.X_train[:B].clone()
+    # regression targets in float64, as a Dataset built by hand may hold them
+    y = torch.randn(K, B, 3, dtype=torch.float64) if per_model else seq.y_train[:B]
     masks = sweep._masks((B, 40))
+    x0, masks0 = x.clone(), [m.clone() for m in masks]
     before = {n: b.clone() for n, b in buffers.items()}
     grad, loss, out = wide.step(sweep.w, buffers, x, y, masks, not per_model, per_model)
+    assert torch.equal(x, x0) and all(torch.equal(m, m0) for m, m0 in zip(masks, masks0))
+    assert grad.dtype == loss.dtype == torch.float32
     after = {n: b.clone() for n, b in buffers.items()}
     buffers.update({n: b.clone() for n, b in before.items()})
 
@@ -551,7 +590,7 @@ def test_wide_step_written_out_equals_autograd_through_the_same_forward_pass(seq
     with torch.enable_grad():
         h = wide.to_torch(wide.run(w, buffers, x, masks, True, per_model))   # [K, B, out]
         if per_model:
-            ref_loss = (h - y).square().flatten(1).mean(1)
+            ref_loss = F.mse_loss(h, y.float(), reduction="none").flatten(1).mean(1)
         else:
             ref_loss = torch.stack([F.cross_entropy(h[k], y) for k in range(K)])
         ref_grad, = torch.autograd.grad(ref_loss.sum(), w)
