@@ -289,8 +289,33 @@ def _output_text(cell: dict) -> str:
     return "\n".join(parts)
 
 
+#: "a ± b" (or LaTeX's ``a \\pm b``): a measurement and its uncertainty, quoted together.
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\\pm|±)\s*(\d+(?:\.\d+)?)")
+
+
+def _decimals(text: str) -> int:
+    return len(text.partition(".")[2])
+
+
+def unpaired_intervals(prose: str, printed: str) -> list[str]:
+    """One line per "a ± b" of the prose that no "x ± y" of the printed text rounds to, as a pair.
+
+    Each number on its own may well be printed somewhere else in the chapter (the digits of
+    a small interval are common), so a stale interval passes the number-by-number check; the
+    pair is what a reader takes from the sentence."""
+    pairs = [(float(m.group(1)), float(m.group(2))) for m in _INTERVAL.finditer(printed)]
+    problems = []
+    for m in _INTERVAL.finditer(prose):
+        a, b = m.group(1), m.group(2)
+        if not any(_rounds_to(x, float(a), _decimals(a)) and _rounds_to(y, float(b), _decimals(b))
+                   for x, y in pairs):
+            problems.append(f'{m.group(0)!r} (interval) in: "{_sentence(prose, m.start(), m.end())}"')
+    return problems
+
+
 def unsupported_numbers(notebook: dict, extra_literals: set[float] = frozenset()) -> list[str]:
-    """One line per prose number of the notebook that no checked output, code literal or constant supports."""
+    """One line per prose number of the notebook that no checked output, code literal or constant
+    supports, and per interval "a ± b" that no checked output prints as a pair."""
     cells = notebook["cells"]
     checked = "\n".join(_output_text(c) for c in cells
                         if c["cell_type"] == "code" and MARK in "".join(c["source"]))
@@ -304,6 +329,7 @@ def unsupported_numbers(notebook: dict, extra_literals: set[float] = frozenset()
         for n in prose_numbers("".join(c["source"])):
             if not supported(n, outputs, literals):
                 problems.append(f'{n["text"]!r} ({n["kind"]}) in: "{n["sentence"]}"')
+        problems += unpaired_intervals(_prose("".join(c["source"])), checked)
     return problems
 
 
@@ -369,3 +395,11 @@ def test_code_citations_structure_and_constants_are_not_numbers():
 def test_the_answer_of_a_dropdown_is_prose():
     md = "```{admonition} Answer\n:class: dropdown\nBy epoch 15 the loss is about 0.17.\n```"
     assert [n["text"] for n in prose_numbers(md)] == ["about 0.17"]
+
+
+def test_an_interval_must_be_printed_as_a_pair():
+    printed = "dropout vs none: +2.1 ± 1.5 points\ntest acc 44.2 ± 0.5, 1.9 and 1.4 elsewhere\n"
+    assert not unsupported_numbers(_notebook("Dropout helps by $2.1 \\pm 1.5$ points.", printed))
+    problems = unsupported_numbers(_notebook("Dropout helps by $1.9 \\pm 1.4$ points.", printed))
+    assert len(problems) == 1 and "'1.9 \\\\pm 1.4' (interval)" in problems[0], problems
+    assert "Dropout helps by" in problems[0]
