@@ -1157,9 +1157,6 @@ def _layers_of(net: nn.Module) -> list[nn.Module]:
         if isinstance(m, nn.Sequential):
             layers += _layers_of(m)
         elif isinstance(m, nn.Linear):
-            if any(m is seen for seen in layers):
-                raise TypeError("the fast path takes each nn.Linear once; this model uses one at two places "
-                                "(shared weights: use path='auto' or 'general')")
             layers.append(m)
         elif isinstance(m, ELEMENTWISE):
             layers.append(wide.out_of_place(m))   # its backprop keeps the layer's input and output
@@ -1167,6 +1164,10 @@ def _layers_of(net: nn.Module) -> list[nn.Module]:
             allowed = ", ".join(c.__name__ for c in (nn.Linear, *ELEMENTWISE))
             raise TypeError(f"the fast path supports layers {allowed}; got {type(m).__name__} "
                             "(use path='auto' or 'general')")
+    linears = [id(m) for m in layers if isinstance(m, nn.Linear)]   # nested Sequentials included
+    if len(set(linears)) != len(linears):
+        raise TypeError("the fast path takes each nn.Linear once; this model uses one at two places "
+                        "(shared weights: use path='auto' or 'general')")
     return layers
 
 
