@@ -13,13 +13,13 @@ from .data import Dataset, load_dataset, plot_examples
 from .device import describe_device, get_device, seed_everything
 from .diagnose import Diagnosis, diagnose
 from .models import count_parameters, init_weights, mlp
-from .stats import compare, seed_grid, summarize, verdict
+from .stats import compare, compare_family, holm, seed_grid, summarize, verdict, verdicts
 from .sweep import Sweep, SweepHistory, train_sweep
 from .train import (Callback, EarlyStopping, History, LivePlot, ModelCheckpoint, Trainer,
                     atomic_save, fit, make_optimizer)
 
 __all__ = [
-    "Dataset", "load_dataset", "plot_examples", "compare", "seed_grid", "summarize", "verdict", "describe_device", "get_device", "seed_everything",
+    "Dataset", "load_dataset", "plot_examples", "compare", "compare_family", "holm", "seed_grid", "summarize", "verdict", "verdicts", "describe_device", "get_device", "seed_everything",
     "count_parameters", "init_weights", "mlp", "Callback", "EarlyStopping", "History",
     "LivePlot", "ModelCheckpoint", "Trainer", "atomic_save", "fit", "make_optimizer",
     "Sweep", "SweepHistory", "train_sweep", "Diagnosis", "diagnose",

@@ -12,15 +12,42 @@ crosses zero, the measurement cannot tell the two apart.
 >>> none = [0.61, 0.64, 0.60, 0.63, 0.62]          # test accuracy, seeds 0..4
 >>> dropout = [0.65, 0.67, 0.63, 0.66, 0.66]       # the same seeds, dropout 0.5
 >>> print(summarize(dropout, scale=100))
-65.4 ± 1.5 (5 seeds)
+65.4 ± 1.5 (mean ± SD, 5 seeds)
 >>> print(verdict(dropout, none, "dropout 0.5", "none"))
 dropout 0.5 vs none: +3.4 ± 0.7 points (5 seeds, 95% CI) -> helps
+
+**One "±" convention for the whole book.** After a mean of one setting, "±" is the
+standard deviation between seeds (``mean ± SD``): how much one run varies. After a
+difference between two settings, it is the half-width of the 95% confidence interval of
+the mean paired difference (``95% CI``): how well the runs pin the effect down. Every
+printed line says which.
+
+**Families of comparisons.** A chapter that compares seven schedules with one baseline
+makes seven tests; at 95% each, one of them is "significant" by chance a third of the
+time. :func:`verdicts` decides a family together with Holm's step-down correction, which
+keeps the chance of any false "helps" or "hurts" in the family at 5%:
+
+>>> lines = verdicts({"warm-up": ([0.74, 0.75, 0.73, 0.76, 0.74], [0.71, 0.72, 0.70, 0.72, 0.71]),
+...                   "cosine": ([0.72, 0.70, 0.73, 0.71, 0.72], [0.71, 0.72, 0.70, 0.72, 0.71])},
+...                  baseline="constant")
+>>> for line in lines: print(line)
+warm-up vs constant: +3.2 ± 0.6 points (5 seeds, 95% CI; Holm, 2 tests) -> helps
+cosine vs constant: +0.4 ± 2.4 points (5 seeds, 95% CI; Holm, 2 tests) -> no clear difference
+
+A checked output (one that nbval compares on every machine) prints what holds on any
+CPU: the outcome, not the digits, which move with the float rounding of the CPU that
+trained the network. ``Comparison.outcome_line`` gives that line:
+
+>>> c = compare([0.74, 0.75, 0.73, 0.76, 0.74], [0.71, 0.72, 0.70, 0.72, 0.71])
+>>> c.outcome_line("warm-up vs constant")
+'warm-up vs constant: helps (5 seeds, 95% CI excludes 0)'
 
 With a :class:`~coursekit.sweep.Sweep`, :func:`seed_grid` lays the settings and
 seeds out along the K models, and ``values.view(settings, seeds)`` takes them apart.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -75,7 +102,9 @@ class Summary:
 
     def __str__(self) -> str:
         d = self.digits
-        return f"{self.mean:.{d}f} ± {self.std:.{d}f} ({self.n} seed{'s' if self.n != 1 else ''})"
+        if self.n == 1:
+            return f"{self.mean:.{d}f} (1 seed)"
+        return f"{self.mean:.{d}f} ± {self.std:.{d}f} (mean ± SD, {self.n} seeds)"
 
 
 def summarize(values: Values, scale: float = 1.0, confidence: float = 0.95, digits: int | None = None) -> Summary:
@@ -85,7 +114,7 @@ def summarize(values: Values, scale: float = 1.0, confidence: float = 0.95, digi
     (default: 1 when scaled, else 3).
 
     >>> str(summarize([0.5, 0.7]))
-    '0.600 ± 0.141 (2 seeds)'
+    '0.600 ± 0.141 (mean ± SD, 2 seeds)'
     """
     _check_confidence(confidence)
     x = _as_runs("values", values) * scale
@@ -101,7 +130,11 @@ def summarize(values: Values, scale: float = 1.0, confidence: float = 0.95, digi
 class Comparison:
     """Setting a minus setting b over the same seeds: the mean of the per-seed
     differences ``diff``, its confidence interval ``[low, high]`` and their ``spread``
-    (the standard deviation of the per-seed differences)."""
+    (the standard deviation of the per-seed differences).
+
+    ``p`` is the two-sided paired t-test's p-value. In a family of ``family`` comparisons
+    (:func:`compare_family`), ``p_holm`` is its Holm-adjusted p-value and the decision
+    (``clear``, ``outcome``) is taken on it; alone, the decision is the interval's."""
 
     diff: float
     half_width: float
@@ -109,6 +142,9 @@ class Comparison:
     n: int
     confidence: float
     higher_is_better: bool = True
+    p: float = math.nan
+    p_holm: float | None = None
+    family: int = 1
 
     @property
     def low(self) -> float:
@@ -120,8 +156,30 @@ class Comparison:
 
     @property
     def clear(self) -> bool:
-        """True when the interval excludes zero: the measurement tells the settings apart."""
+        """True when the measurement tells the settings apart: the interval excludes zero
+        (alone), or the Holm-adjusted p-value is below 1 - confidence (in a family)."""
+        if self.p_holm is not None:
+            return self.p_holm < 1 - self.confidence and self.diff != 0
         return self.low > 0 or self.high < 0
+
+    @property
+    def label(self) -> str:
+        """What the interval is, e.g. ``'5 seeds, 95% CI'`` or ``'5 seeds, 95% CI; Holm, 7 tests'``."""
+        holm = f"; Holm, {self.family} tests" if self.p_holm is not None else ""
+        return f"{self.n} seeds, {self.confidence:.0%} CI{holm}"
+
+    def line(self, name: str, scale: float = 100.0, unit: str = "points", digits: int = 1) -> str:
+        """The comparison as one printed line, with its numbers: ``'name: +3.4 ± 0.7 points (...) -> helps'``."""
+        unit = f" {unit}" if unit else ""
+        return (f"{name}: {self.diff * scale:+.{digits}f} ± {self.half_width * scale:.{digits}f}{unit} "
+                f"({self.label}) -> {self.outcome}")
+
+    def outcome_line(self, name: str) -> str:
+        """The comparison's outcome without its digits, for a checked output that must read the
+        same on every CPU: ``'name: helps (5 seeds, 95% CI excludes 0)'``."""
+        if self.p_holm is not None:
+            return f"{name}: {self.outcome} ({self.n} seeds; Holm, {self.family} tests)"
+        return f"{name}: {self.outcome} ({self.n} seeds, {self.confidence:.0%} CI {'excludes' if self.clear else 'includes'} 0)"
 
     @property
     def outcome(self) -> str:
@@ -147,7 +205,71 @@ def compare(a: Values, b: Values, confidence: float = 0.95, higher_is_better: bo
     n = len(d)
     spread = float(d.std(ddof=1))
     half = _t_quantile(confidence, n - 1) * spread / math.sqrt(n)
-    return Comparison(float(d.mean()), half, spread, n, confidence, higher_is_better)
+    return Comparison(float(d.mean()), half, spread, n, confidence, higher_is_better, _p_paired(d))
+
+
+def _p_paired(d: np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test that the mean of ``d`` is zero."""
+    from scipy.stats import t
+
+    mean, sd, n = float(d.mean()), float(d.std(ddof=1)), len(d)
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(p: Values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given.
+
+    Reject every hypothesis whose adjusted p-value is below alpha: the chance of any false
+    rejection in the family stays at most alpha, whatever the dependence between the tests.
+
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = _as_runs("p", p)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError(f"p must hold p-values in [0, 1]; got {p.tolist()}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]).clip(max=1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def compare_family(pairs: dict[str, tuple[Values, Values]], confidence: float = 0.95,
+                   higher_is_better: bool = True) -> dict[str, Comparison]:
+    """Paired comparisons decided together, with Holm's correction over the family.
+
+    ``pairs`` maps a name to ``(a, b)``, each run with the same seeds. Each returned
+    :class:`Comparison` keeps its own interval, and its decision uses the Holm-adjusted
+    p-value (one comparison alone is decided as :func:`compare` decides it).
+    """
+    if not isinstance(pairs, dict) or not pairs:
+        raise ValueError(f"pairs must be a non-empty dict of name -> (a, b); got {pairs!r}")
+    for name, ab in pairs.items():
+        if not (isinstance(ab, (tuple, list)) and len(ab) == 2):
+            raise ValueError(f"pairs[{name!r}] must be a pair (a, b) of runs; got {type(ab).__name__}")
+    family = {name: compare(a, b, confidence, higher_is_better) for name, (a, b) in pairs.items()}
+    if len(family) == 1:
+        return family
+    adjusted = holm([c.p for c in family.values()])
+    return {name: dataclasses.replace(c, p_holm=float(q), family=len(family))
+            for (name, c), q in zip(family.items(), adjusted)}
+
+
+def verdicts(pairs: dict[str, tuple[Values, Values]], baseline: str | None = None, scale: float = 100.0,
+             unit: str = "points", digits: int = 1, confidence: float = 0.95,
+             higher_is_better: bool = True) -> list[str]:
+    """:func:`verdict` for a family of comparisons, Holm-corrected: one line each.
+
+    Keys of ``pairs`` name setting a; with ``baseline`` each line reads "a vs baseline".
+    See the module's example.
+    """
+    family = compare_family(pairs, confidence, higher_is_better)
+    return [c.line(f"{name} vs {baseline}" if baseline else name, scale, unit, digits)
+            for name, c in family.items()]
 
 
 def verdict(a: Values, b: Values, name_a: str = "a", name_b: str = "b", scale: float = 100.0,
@@ -162,10 +284,7 @@ def verdict(a: Values, b: Values, name_a: str = "a", name_b: str = "b", scale: f
     >>> verdict([0.70, 0.72, 0.69], [0.70, 0.69, 0.71], "wd 1e-3", "wd 0")
     'wd 1e-3 vs wd 0: +0.3 ± 6.3 points (3 seeds, 95% CI) -> no clear difference'
     """
-    c = compare(a, b, confidence, higher_is_better)
-    unit = f" {unit}" if unit else ""
-    return (f"{name_a} vs {name_b}: {c.diff * scale:+.{digits}f} ± {c.half_width * scale:.{digits}f}{unit} "
-            f"({c.n} seeds, {confidence:.0%} CI) -> {c.outcome}")
+    return compare(a, b, confidence, higher_is_better).line(f"{name_a} vs {name_b}", scale, unit, digits)
 
 
 def seed_grid(seeds: int | Sequence[int] = 5, **settings: Sequence) -> dict[str, list]:

@@ -18,6 +18,10 @@
 * Buttons go only where something is set: with no ``repository.url`` in
   ``_config.yml`` there is no repository, issue, edit or launch button, and a
   launch button shows only when its own URL is set.
+* Numbers in the prose come from the run that built the page: ``{eval}`name``` shows the value a
+  cell handed to ``coursekit.prose.prose(name=...)``. MyST-NB's own ``eval`` role needs inline
+  execution (no cache); ours reads the value from the cached cell's output, and JupyterLab
+  (jupyterlab-myst) asks the kernel for the same name, so one source renders in both.
 * The ``.ipynb`` a reader downloads (like the one Colab or Binder opens) starts with a hidden
   cell that installs coursekit when it is missing: every chapter's first cell, kept in step with
   ``_config.yml`` by ``tools/notebooks.py install-cell``.
@@ -116,6 +120,34 @@ def alt_text_from_figures(app, doctree) -> None:
             image["alt"] = text
 
 
+def _eval_role():
+    """``{eval}`name```: the text a cell gave ``coursekit.prose.prose(name=...)``, read from the executed
+    notebook (MyST-NB glue data), so it works with the execution cache."""
+    from docutils import nodes
+    from myst_nb.core.variables import RetrievalError
+    from myst_nb.ext.glue.utils import glue_warning, retrieve_glue_data
+    from myst_nb.ext.utils import RoleBase
+
+    class ProseValue(RoleBase):
+        def run(self):
+            name = self.text.strip()
+            try:
+                data = retrieve_glue_data(self.document, name).data
+            except RetrievalError:
+                return [], [glue_warning(f"{{eval}}`{name}`: no value named {name!r} in this chapter; hand it to "
+                                         f"coursekit.prose.prose({name}=...) in a cell above", self.document, self.line)]
+            text = str(data.get("text/plain", ""))
+            node = nodes.inline(text, text, classes=["pasted-text", "prose-value"])
+            self.set_source_info(node)
+            return [node], []
+
+    return ProseValue()
+
+
+def register_eval_role(app) -> None:
+    app.add_role("eval", _eval_role(), override=True)
+
+
 def finish(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -135,5 +167,6 @@ def setup(app):
     app.connect("config-inited", only_buttons_with_targets, priority=100)
     app.connect("html-page-context", clean_scripts, priority=900)
     app.connect("build-finished", finish)
+    app.connect("builder-inited", register_eval_role)
     app.connect("doctree-read", alt_text_from_figures)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
