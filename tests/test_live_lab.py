@@ -8,19 +8,11 @@ the kernel reaches the page.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from browser import browser_page
+from browser import browser_page, jupyterlab_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "ch01_how_a_network_learns.ipynb"
@@ -30,53 +22,11 @@ KERNEL = ("() => { const w = window.jupyterapp.shell.currentWidget;"
           " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def jupyterlab(tmp_path):
     """A JupyterLab server on a free loopback port, serving a copy of the chapter; yields its URL."""
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(ROOT / "book" / CHAPTER, work / CHAPTER)
-    config = tmp_path / "config"
-    (config / "labconfig").mkdir(parents=True)
-    # No news pop-up over the notebook.
-    (config / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    env.pop("COURSEKIT_WIDGETS", None)
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--ServerApp.disable_check_xsrf=True",
-         f"--ServerApp.root_dir={work}", "--expose-app-in-browser", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-                time.sleep(0.5)
+    with jupyterlab_server(tmp_path, [ROOT / "book" / CHAPTER]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_live_chapter_redraws_from_python_and_shows_seen_frames_without_the_kernel(jupyterlab):

@@ -345,6 +345,58 @@ def test_every_measured_number_in_the_prose_is_printed_by_the_chapter(chapter):
         f"(# NBVAL_CHECK_OUTPUT) of the chapter prints:\n  " + "\n  ".join(problems))
 
 
+def unlabelled_spreads(notebook: dict) -> list[str]:
+    """One line per printed line of a checked output with a "±" that does not say what it is.
+
+    The book's one convention (coursekit.stats): after a mean of one setting "±" is the SD between
+    seeds ("mean ± SD"); after a paired difference it is the 95% confidence interval ("95% CI").
+    """
+    problems = []
+    for i, c in enumerate(notebook["cells"]):
+        if c["cell_type"] != "code" or MARK not in "".join(c["source"]):
+            continue
+        for line in _output_text(c).splitlines():
+            if "±" in line and not re.search(r"\bSD\b|\bCI\b", line):
+                problems.append(f"cell {i}: {line.strip()!r}")
+    return problems
+
+
+def notebooks() -> list[Path]:
+    """Every chapter, and every lab (student and instructor copies)."""
+    return chapters() + sorted((ROOT / "labs").rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_printed_spread_says_whether_it_is_an_sd_or_a_ci(notebook):
+    problems = unlabelled_spreads(json.loads(notebook.read_text()))
+    assert not problems, (
+        f"{notebook.relative_to(ROOT)}: a checked output prints '±' without saying what it is; print "
+        "'mean ± SD' (coursekit.stats.summarize) or '95% CI' (verdict, Comparison.line):\n  " + "\n  ".join(problems))
+
+
+_EVAL = re.compile(r"\{eval\}`([^`]+)`")
+
+
+def unbound_prose_values(notebook: dict) -> list[str]:
+    """One line per {eval}`name` of the prose that no cell above hands to ``prose(name=...)``."""
+    bound, problems = set(), []
+    for i, c in enumerate(notebook["cells"]):
+        source = "".join(c["source"])
+        if c["cell_type"] == "code":
+            for call in re.finditer(r"\bprose\(", source):
+                bound |= set(re.findall(r"\b([A-Za-z_]\w*)\s*=(?!=)", source[call.end():]))
+        elif c["cell_type"] == "markdown":
+            problems += [f"cell {i}: {{eval}}`{name}`" for name in _EVAL.findall(source) if name.strip() not in bound]
+    return problems
+
+
+@pytest.mark.parametrize("chapter", chapters(), ids=lambda p: p.stem)
+def test_every_prose_value_is_computed_in_a_cell_above_it(chapter):
+    problems = unbound_prose_values(json.loads(chapter.read_text()))
+    assert not problems, (f"{chapter.relative_to(ROOT)}: prose quotes values that no cell above computes; "
+                          "hand each to coursekit.prose.prose(name=...) before the text:\n  " + "\n  ".join(problems))
+
+
 # -- the checker itself ---------------------------------------------------------------------------
 def _notebook(markdown: str, printed: str, checked: bool = True, code: str = "print(x)") -> dict:
     source = (MARK + "\n" if checked else "") + code
@@ -403,3 +455,21 @@ def test_an_interval_must_be_printed_as_a_pair():
     problems = unsupported_numbers(_notebook("Dropout helps by $1.9 \\pm 1.4$ points.", printed))
     assert len(problems) == 1 and "'1.9 \\\\pm 1.4' (interval)" in problems[0], problems
     assert "Dropout helps by" in problems[0]
+
+
+def test_a_spread_must_say_what_it_is():
+    sd = "dropout 65.4 ± 1.5 (mean ± SD, 5 seeds)\n"
+    ci = "dropout vs none: +3.4 ± 0.7 points (5 seeds, 95% CI) -> helps\n"
+    assert not unlabelled_spreads(_notebook("", sd + ci))
+    bad = unlabelled_spreads(_notebook("", "after 600 steps: mean ± 95% interval\nReLU 0.74 ± 0.07 (8 seeds)\n"))
+    assert len(bad) == 2 and "0.74 ± 0.07" in bad[1]
+    assert not unlabelled_spreads(_notebook("", "ReLU 0.74 ± 0.07\n", checked=False))  # only checked cells count
+
+
+def test_a_prose_value_must_be_computed_above_the_text():
+    md = {"cell_type": "markdown", "source": "Dropout adds {eval}`gain` points."}
+    code = {"cell_type": "code", "source": "prose(gain=f'{g:+.1f}', n=3)", "outputs": []}
+    assert not unbound_prose_values({"cells": [code, md]})
+    assert unbound_prose_values({"cells": [md, code]}) == ["cell 0: {eval}`gain`"]
+    other = {"cell_type": "code", "source": "gain = 3\nprint(gain)", "outputs": []}
+    assert unbound_prose_values({"cells": [other, md]}) == ["cell 1: {eval}`gain`"]

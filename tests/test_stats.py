@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from coursekit.stats import compare, seed_grid, summarize, verdict
+from coursekit.stats import compare, compare_family, holm, seed_grid, summarize, verdict, verdicts
 
 
 def test_summary_is_mean_and_sample_spread():
@@ -15,9 +15,9 @@ def test_summary_is_mean_and_sample_spread():
     assert s.n == 3 and math.isclose(s.mean, 60.0) and math.isclose(s.std, 10.0)
     half = 4.302652729911275 * 10.0 / math.sqrt(3)  # t(0.975, 2 dof)
     assert math.isclose(s.low, 60 - half) and math.isclose(s.high, 60 + half)
-    assert str(s) == "60.0 ± 10.0 (3 seeds)"
-    assert str(summarize(torch.tensor([0.25, 0.75]))) == "0.500 ± 0.354 (2 seeds)"
-    assert math.isnan(summarize([0.3]).std) and str(summarize([0.3])).endswith("(1 seed)")
+    assert str(s) == "60.0 ± 10.0 (mean ± SD, 3 seeds)"
+    assert str(summarize(torch.tensor([0.25, 0.75]))) == "0.500 ± 0.354 (mean ± SD, 2 seeds)"
+    assert math.isnan(summarize([0.3]).std) and str(summarize([0.3])) == "0.300 (1 seed)"
 
 
 def test_paired_comparison_uses_the_per_seed_differences():
@@ -53,6 +53,52 @@ def test_identical_runs_are_no_clear_difference():
     assert compare([0.5, 0.6], [0.5, 0.6]).outcome == "no clear difference"
 
 
+def test_the_p_value_is_the_paired_t_tests_and_agrees_with_the_interval():
+    from scipy.stats import ttest_rel
+
+    a, b = [0.74, 0.75, 0.73, 0.76, 0.74], [0.71, 0.72, 0.72, 0.74, 0.73]
+    c = compare(a, b)
+    assert math.isclose(c.p, ttest_rel(a, b).pvalue, rel_tol=1e-9)
+    for x, y in [(a, b), ([0.70, 0.72, 0.69, 0.71], [0.71, 0.70, 0.70, 0.70])]:
+        c = compare(x, y)
+        assert c.clear == (c.p < 0.05)  # the 95% interval excludes 0 exactly when p < 0.05
+
+
+def test_holm_matches_its_definition_and_never_lowers_a_p_value():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1), each at least the one before
+    assert holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert (holm(p) >= p).all() and holm([0.9, 0.8]).max() <= 1.0
+    assert holm([0.02]).tolist() == [0.02]
+
+
+def test_a_family_can_turn_a_lone_helps_into_no_clear_difference():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.70, 0.02, 5)
+    # a small, noisy gain: clear alone (p just under 0.05), not among seven comparisons
+    small = base + np.array([0.012, 0.004, 0.010, 0.001, 0.008])
+    alone = compare(small, base)
+    assert alone.clear and alone.p > 0.05 / 7
+    pairs = {f"s{i}": (base + rng.normal(0, 0.01, 5), base) for i in range(6)} | {"small": (small, base)}
+    family = compare_family(pairs)
+    assert family["small"].family == 7 and not family["small"].clear
+    assert family["small"].outcome == "no clear difference" and family["small"].p_holm >= alone.p
+    # a large effect survives the correction
+    big = compare_family({"big": (base + 0.05, base + rng.normal(0, 0.002, 5)), "none": (base, base + 1e-4)})
+    assert big["big"].outcome == "helps"
+
+
+def test_verdict_lines_label_their_interval_and_outcome_lines_carry_no_digits():
+    a, b = [0.74, 0.75, 0.73, 0.76, 0.74], [0.71, 0.72, 0.70, 0.72, 0.71]
+    lines = verdicts({"warm-up": (a, b), "same": (b, b)}, baseline="constant")
+    assert lines[0] == "warm-up vs constant: +3.2 ± 0.6 points (5 seeds, 95% CI; Holm, 2 tests) -> helps"
+    assert lines[1].endswith("(5 seeds, 95% CI; Holm, 2 tests) -> no clear difference")
+    assert compare(a, b).outcome_line("warm-up") == "warm-up: helps (5 seeds, 95% CI excludes 0)"
+    assert compare(b, a).outcome_line("cold") == "cold: hurts (5 seeds, 95% CI excludes 0)"
+    line = compare_family({"x": (a, b), "y": (b, a)})["x"].outcome_line("x")
+    assert line == "x: helps (5 seeds; Holm, 2 tests)" and not any(ch.isdigit() for ch in line.split("(")[0])
+
+
 def test_seed_grid_lays_out_settings_with_seed_fastest():
     g = seed_grid(2, lr=[0.1, 0.01], wd=[0.0, 1e-3])
     assert g["seed"] == [0, 1] * 4
@@ -71,6 +117,9 @@ def test_seed_grid_lays_out_settings_with_seed_fastest():
     (lambda: compare(["x", "y"], [0.1, 0.2]), TypeError, "a must be a sequence of numbers"),
     (lambda: summarize([0.1, 0.2], confidence=95), ValueError, "confidence must be a number in \\(0, 1\\)"),
     (lambda: seed_grid(0), ValueError, "seeds must be a positive count"),
+    (lambda: holm([0.1, 1.5]), ValueError, "p must hold p-values in \\[0, 1\\]"),
+    (lambda: compare_family({}), ValueError, "pairs must be a non-empty dict"),
+    (lambda: compare_family({"x": [0.1, 0.2, 0.3]}), ValueError, "pairs\\['x'\\] must be a pair"),
     (lambda: seed_grid(3, lr=0.1), ValueError, "setting 'lr' must be a non-empty list"),
     (lambda: seed_grid(3, seed=[1, 2]), ValueError, "pass the seeds as seeds="),
 ])

@@ -7,6 +7,13 @@
     python tools/notebooks.py install-cell book/ch*.ipynb   # first cell: install coursekit if missing
     python tools/notebooks.py install-cell --check book/ch*.ipynb   # exit 1 if one is missing or stale
     python tools/notebooks.py fresh-cache _build           # drop the book's caches if coursekit changed
+    python tools/notebooks.py other-cpu-kernel             # the kernel `make test` runs nbval on (below)
+
+**Another CPU's rounding.** Checked outputs must read the same on every CPU. ``make test`` builds
+the book with this machine's own kernels and runs nbval on a Jupyter kernel, ``python3-other-cpu``,
+whose environment picks PyTorch's generic CPU kernels and MKL's compatible path
+(``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE``), which round as another CPU would. Both sets
+of checked outputs must match the committed ones (nbval compares one, ``tests/test_book.py`` the other).
 
 Checked outputs are kept as text only (stream and text/plain): never images or widget state.
 
@@ -199,11 +206,36 @@ def run(path: Path) -> float:
     return elapsed
 
 
+#: The kernel nbval runs on in `make test`, and the environment that makes it round as another CPU does.
+OTHER_CPU_KERNEL = "python3-other-cpu"
+OTHER_CPU_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def other_cpu_kernel(prefix: Path = Path(sys.prefix)) -> Path:
+    """Install (in this environment's prefix) a kernel spec that runs this Python with OTHER_CPU_ENV."""
+    import json
+
+    spec = prefix / "share" / "jupyter" / "kernels" / OTHER_CPU_KERNEL / "kernel.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (another CPU's rounding)",
+        "language": "python",
+        "env": OTHER_CPU_ENV,
+        "metadata": {"debugger": True},
+    }, indent=1) + "\n")
+    return spec
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("strip", "check", "run", "install-cell", "fresh-cache"):
+    if not argv or argv[0] not in ("strip", "check", "run", "install-cell", "fresh-cache", "other-cpu-kernel"):
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
+    if cmd == "other-cpu-kernel":
+        print(f"kernel {OTHER_CPU_KERNEL} ({' '.join(f'{k}={v}' for k, v in OTHER_CPU_ENV.items())}): "
+              f"{other_cpu_kernel()}")
+        return 0
     if cmd == "fresh-cache":
         build = Path(rest[0]) if rest else ROOT / "_build"
         if fresh_cache(build):
