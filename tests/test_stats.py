@@ -126,3 +126,14 @@ def test_seed_grid_lays_out_settings_with_seed_fastest():
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    import coursekit.prose
+    import coursekit.stats
+
+    for module in (coursekit.stats, coursekit.prose):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
