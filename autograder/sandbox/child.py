@@ -26,6 +26,10 @@ from coursekit.checks.probe import Step, run_steps
 from .wire import frame, write_all
 
 _MAGIC = re.compile(r"^(\s*)[%!].*$", re.M)
+try:  # IPython reads a cell as Python plus magics; the fork server imports it once for every child
+    from IPython.core.inputtransformer2 import TransformerManager as _IPythonReader
+except ImportError:  # pragma: no cover - the grader's environment installs IPython with ipykernel
+    _IPythonReader = None
 
 
 class CappedText(io.TextIOBase):
@@ -73,9 +77,44 @@ def describe(e: BaseException, filename_prefix: str = "<cell") -> str:
     return (text if len(text) < 2000 else text[:2000] + "...") + line
 
 
-def without_magics(src: str) -> str:
-    """IPython magics and shell escapes (``%time``, ``!pip``) become ``pass``."""
-    return _MAGIC.sub(lambda m: m.group(1) + "pass", src)
+def as_python(src: str) -> str:
+    """A cell as IPython runs it: Python, with magics and shell escapes turned into calls on
+    ``get_ipython()`` (see :class:`NoShell`). IPython's own transformer reads the cell, so honest
+    code it accepts is never mangled by a line rule (black puts a wrapped condition's ``!=`` at
+    the start of a line, which is no shell escape)."""
+    if _IPythonReader is None:
+        return _MAGIC.sub(lambda m: m.group(1) + "pass", src)
+    return _IPythonReader().transform_cell(src)
+
+
+class NoShell:
+    """What a cell's ``get_ipython()`` returns in the sandbox: no shell, no pip, no files written by
+    magics. Timing magics still run their code once (``%time model = fit()`` defines ``model``);
+    every other magic does nothing."""
+
+    RUNS_ITS_CODE = {"time", "timeit", "prun", "capture"}
+
+    def __init__(self, ns: dict):
+        self._ns = ns
+
+    def _run(self, code: str) -> None:
+        exec(compile(as_python(code), "<magic>", "exec"), self._ns)
+
+    def run_line_magic(self, name: str, line: str, _stack_depth: int = 1):
+        if name in self.RUNS_ITS_CODE and line.strip() and not line.lstrip().startswith("-"):
+            self._run(line)  # (with options, e.g. "%timeit -n 10 f()", it does nothing)
+        return None
+
+    def run_cell_magic(self, name: str, line: str, cell: str):
+        if name in self.RUNS_ITS_CODE:
+            self._run(cell)
+        return None
+
+    def system(self, cmd: str) -> None:
+        return None
+
+    def getoutput(self, cmd: str, split: bool = True, depth: int = 0) -> list:
+        return []
 
 
 class Child:
@@ -98,7 +137,8 @@ class Child:
         t = time.perf_counter()
         status, message = "ok", ""
         try:
-            exec(compile(without_magics(src), f"<cell {i}>", "exec"), ns)
+            ns.setdefault("get_ipython", lambda: NoShell(ns))
+            exec(compile(as_python(src), f"<cell {i}>", "exec"), ns)
         except BaseException as e:  # noqa: BLE001 - SystemExit too: the next cell still runs
             status, message = classify(e), describe(e)
         finally:

@@ -1,0 +1,105 @@
+"""Honest code gets its marks however it is written: formatted by black or ruff, with IPython magics.
+
+The child reads a cell as IPython does (``autograder.sandbox.child.as_python``, IPython's own
+transformer), not with line rules: a line rule blanked black's wrapped ``!= ...`` line as a shell
+escape, and a correct answer lost every test of its question.
+"""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder.grader import grade
+from autograder.sandbox import Limits
+from autograder.sandbox.child import NoShell, as_python
+
+from ag_helpers import LABS, lab, needs_isolation, question_points, replace_solution, solved, write
+
+LIMITS = Limits(timeout=120, cell_timeout=60, probe_timeout=20)
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+def _reference(name: str, grade_id: str) -> str:
+    return next(c.source for c in lab(name).source.cells if c.get("id") == grade_id)
+
+
+# A correct answer whose guard black wrapped: the continuation line starts with "!=".
+WRAPPED = '''def momentum_step(w, grad, v, lr=0.01, momentum=0.9):
+    if (
+        momentum
+        != momentum  # NaN is the one value not equal to itself
+    ):
+        raise ValueError("momentum is NaN")
+{body}'''
+
+
+def _momentum_body() -> str:
+    ref = _reference("03_optimizers", "q1-solution")
+    return ref.split("\n", 1)[1]  # the reference's body, after its def line
+
+
+def test_a_wrapped_condition_is_python_and_magics_become_calls():
+    src = WRAPPED.format(body=_momentum_body())
+    assert as_python(src).rstrip("\n") == src.rstrip("\n")  # nothing to change: it is plain Python
+    compile(as_python(src), "<cell>", "exec")
+    cell = "%matplotlib inline\n!pip install torch\nfiles = !ls\n%time y = 2 * 3\nprint(y)\n"
+    ns: dict = {"get_ipython": lambda: NoShell(ns)}
+    exec(compile(as_python(cell), "<cell>", "exec"), ns)
+    assert ns["y"] == 6 and ns["files"] == []
+    timed = "%%time\nz = 7\n"
+    exec(compile(as_python(timed), "<cell>", "exec"), ns)
+    assert ns["z"] == 7  # a timing cell magic still runs its cell
+    exec(compile(as_python("%%writefile x.py\nprint('not run')\n"), "<cell>", "exec"), ns)  # does nothing
+
+
+def _formatted(nb, formatter: str):
+    """Every code cell of ``nb`` reformatted by black or by ruff (cells they cannot parse stay as they are)."""
+    import black
+
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if formatter == "black":
+            try:
+                cell.source = black.format_str(cell.source, mode=black.Mode()).rstrip("\n")
+            except black.InvalidInput:
+                pass
+        else:
+            proc = subprocess.run([str(RUFF), "format", "--stdin-filename", "cell.py", "-"], input=cell.source,
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                cell.source = proc.stdout.rstrip("\n")
+    return nb
+
+
+@needs_isolation
+@pytest.mark.parametrize("name", LABS)
+def test_the_reference_formatted_by_black_or_ruff_gets_full_marks(name, tmp_path):
+    subs = tmp_path / "subs"
+    for formatter in ("black", "ruff"):
+        write(_formatted(solved(name), formatter), subs / f"{formatter}.ipynb")
+    report = grade(name, [subs], tmp_path / "out", workers=2, limits=LIMITS, progress=False)
+    rows = {r["student"]: r for r in csv.DictReader(open(tmp_path / "out" / "grades.csv"))}
+    assert report.exit_code == 0
+    for formatter in ("black", "ruff"):
+        assert float(rows[formatter]["score"]) == lab(name).max_score, (formatter, rows[formatter])
+
+
+@needs_isolation
+def test_a_black_wrapped_condition_and_magics_keep_their_marks(tmp_path):
+    name = "03_optimizers"
+    wrapped = replace_solution(solved(name), "q1-solution", WRAPPED.format(body=_momentum_body()))
+    magics = replace_solution(solved(name), "q1-solution",
+                              "%time _ = 1\n!echo hello\n" + _reference(name, "q1-solution"))
+    subs = tmp_path / "subs"
+    write(wrapped, subs / "wrapped.ipynb")
+    write(magics, subs / "magics.ipynb")
+    grade(name, [subs], tmp_path / "out", workers=2, limits=LIMITS, progress=False)
+    rows = {r["student"]: r for r in csv.DictReader(open(tmp_path / "out" / "grades.csv"))}
+    for who in ("wrapped", "magics"):
+        assert float(rows[who]["q1"]) == question_points(name)["q1"], rows[who]
+        assert float(rows[who]["score"]) == lab(name).max_score, rows[who]
