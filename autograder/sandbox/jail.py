@@ -170,12 +170,64 @@ def enter_namespaces() -> None:
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
 
 
+def _runtime_under(folder: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """What :func:`build_root` put under ``folder``: its symbolic links (with their targets) and the
+    bind mounts of the allow-list (not descended into)."""
+    links, mounts = [], []
+    for here, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(here, name)
+            if os.path.islink(path):
+                links.append((path, os.readlink(path)))
+            elif os.path.ismount(path):
+                mounts.append(path)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(here, d))
+                   and not os.path.ismount(os.path.join(here, d))]
+    return links, mounts
+
+
+def private_tmp(size_mb: int) -> None:
+    """A fresh, writable ``/tmp`` and ``/dev/shm`` for this attempt (its own mount namespace).
+
+    A Python environment may live under ``/tmp`` (a clone in /tmp, a CI runner's tool cache): the
+    allow-list then bound its folders there, and a plain tmpfs over ``/tmp`` would hide them, so
+    that every import not done before the fork failed (``numpy.random``, ``torch._dynamo``). They
+    are held aside, the tmpfs goes on, and they are bound back on top of it, read-only."""
+    links, mounts = _runtime_under("/tmp")
+    stash = "/dev/.autograder-runtime"
+    if mounts:
+        os.mkdir(stash, 0o700)
+    held = []
+    for k, path in enumerate(mounts):
+        spot = f"{stash}/{k}"
+        os.mkdir(spot) if os.path.isdir(path) else open(spot, "w").close()
+        _mount(path, spot, None, MS_BIND | MS_REC)
+        held.append((spot, path))
+    for t in ("/tmp", "/dev/shm"):
+        _mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+    for spot, path in held:
+        if os.path.isdir(spot):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+        _mount(spot, path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _check(_libc.umount2(spot.encode(), MNT_DETACH), f"umount {spot}")
+        os.rmdir(spot) if os.path.isdir(spot) else os.unlink(spot)
+    for path, target in links:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.lexists(path):
+            os.symlink(target, path)
+    if mounts:
+        os.rmdir(stash)
+
+
 def confine(uid: int, limits: Limits, jailed: bool) -> str:
     """Lock the current process down before it runs student code; returns its working folder."""
     if jailed:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        for t in ("/tmp", "/dev/shm"):
-            _mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_mb}m,mode=1777")
+        private_tmp(limits.tmp_mb)
         work = Path("/tmp/work")
     else:
         work = Path(os.environ.get("AUTOGRADER_TMP", "/tmp")) / f"autograder-{os.getpid()}"

@@ -7,6 +7,7 @@ escape, and a correct answer lost every test of its question.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from ag_helpers import LABS, lab, needs_isolation, question_points, replace_solu
 
 LIMITS = Limits(timeout=120, cell_timeout=60, probe_timeout=20)
 RUFF = Path(sys.executable).with_name("ruff")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reference(name: str, grade_id: str) -> str:
@@ -103,3 +105,39 @@ def test_a_black_wrapped_condition_and_magics_keep_their_marks(tmp_path):
     for who in ("wrapped", "magics"):
         assert float(rows[who]["q1"]) == question_points(name)["q1"], rows[who]
         assert float(rows[who]["score"]) == lab(name).max_score, rows[who]
+
+
+@needs_isolation
+@pytest.mark.parametrize("where, labs", [
+    ("/tmp", ["06_regularization", "07_hyperparameter_search", "08_capstone"]),
+    ("/home", ["08_capstone"]),
+])
+def test_the_reference_gets_full_marks_with_the_python_environment_under(where, labs, tmp_path):
+    """The runtime is visible wherever it lives. The child's private /tmp once covered an environment
+    under /tmp: imports done before the fork worked, lazy ones failed (numpy.random, torch._dynamo),
+    and honest lab-8 students got 8/16. Here the environment is bound at ``where`` in a private
+    mount namespace and graded from there."""
+    import shutil
+    import tempfile
+
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("needs the tests to run in a virtual environment (it is moved under " + where + ")")
+    if not os.path.isdir(where) or not shutil.which("unshare"):
+        pytest.skip(f"needs {where} and util-linux's unshare")
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    for name in labs:
+        write(solved(name), subs / name / "ref.ipynb")
+    spot = Path(tempfile.mkdtemp(prefix="ag-env-", dir=where))
+    python = spot / "venv" / "bin" / Path(sys.executable).name
+    script = f"mkdir -p {spot}/venv && mount --bind {sys.prefix} {spot}/venv && " + " && ".join(
+        f"{python} -m autograder grade --lab {name} --out {out / name} {subs / name} --workers 2 --seed 1 "
+        f"--no-progress --timeout 120" for name in labs)
+    try:
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              capture_output=True, text=True, timeout=900, cwd=ROOT)
+    finally:
+        shutil.rmtree(spot, ignore_errors=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for name in labs:
+        row = next(csv.DictReader(open(out / name / "grades.csv")))
+        assert float(row["score"]) == lab(name).max_score, (name, where, row)
