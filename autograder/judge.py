@@ -41,16 +41,19 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
     Locked cells run from the trusted student version, whatever the submission
     says; deleted ones are put back where they belong. Solution cells and cells
     the student added run as submitted. ``demo`` cells are skipped.
+
+    A cell is known by its grade id, or, where an editor stripped the metadata, by its
+    content: an unchanged locked cell is not "tampered" because its metadata is gone.
     """
     from .source import is_demo
     trusted_cells = {_gid(c): (i, c) for i, c in enumerate(trusted.cells) if _gid(c)}
     locked = {g: ic for g, ic in trusted_cells.items()
               if ic[1].metadata["autograder"].get("locked") and ic[1].cell_type == "code"}
+    ids = _ids_by_content(submission, locked)
     notes: list[str] = []
     seen: set[str] = set()
     plan: list[tuple[str, str, bool]] = []   # (label, source, demo)
-    missing = sorted((ic[0], g) for g, ic in locked.items()
-                     if g not in {_gid(c) for c in submission.cells})
+    missing = sorted((ic[0], g) for g, ic in locked.items() if g not in ids.values())
     deleted = [f"locked cell {g!r} was deleted (the grader ran the original)" for _, g in missing]
 
     def put_back(before: int | None) -> None:
@@ -58,8 +61,8 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
             _, g = missing.pop(0)
             plan.append((g, locked[g][1].source, is_demo(locked[g][1])))
 
-    for cell in submission.cells:
-        g = _gid(cell)
+    for k, cell in enumerate(submission.cells):
+        g = ids.get(k)
         if g in trusted_cells:
             put_back(trusted_cells[g][0])
         if cell.cell_type != "code" or (g in seen):
@@ -78,6 +81,21 @@ def plan_cells(submission, trusted) -> tuple[list[tuple[int, str, str]], list[st
     put_back(None)
     cells = [(i, label, src) for i, (label, src, demo) in enumerate(plan) if not demo]
     return cells, notes + deleted
+
+
+def _ids_by_content(submission, locked: dict) -> dict[int, str]:
+    """The grade id of each submission cell: from its metadata, or, for a code cell without one, the
+    locked cell whose source it repeats exactly (each locked cell claimed once, in order)."""
+    ids = {k: _gid(c) for k, c in enumerate(submission.cells) if _gid(c)}
+    unclaimed = {g: ic[1].source.rstrip() for g, ic in locked.items() if g not in ids.values()}
+    for k, cell in enumerate(submission.cells):
+        if k in ids or cell.get("cell_type") != "code":
+            continue
+        g = next((g for g, src in unclaimed.items() if src == str(cell.get("source", "")).rstrip()), None)
+        if g is not None:
+            ids[k] = g
+            del unclaimed[g]
+    return ids
 
 
 def _answer_of(ans) -> tuple[object, str | None]:

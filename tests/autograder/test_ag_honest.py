@@ -141,3 +141,24 @@ def test_the_reference_gets_full_marks_with_the_python_environment_under(where, 
     for name in labs:
         row = next(csv.DictReader(open(out / name / "grades.csv")))
         assert float(row["score"]) == lab(name).max_score, (name, where, row)
+
+
+@needs_isolation
+def test_a_notebook_whose_editor_stripped_the_cell_metadata_is_not_tampered(tmp_path):
+    """Locked cells are known by their content when their ids and metadata are gone."""
+    name = "03_optimizers"
+    stripped = solved(name)
+    for cell in stripped.cells:
+        cell.metadata = {}
+    edited = solved(name)
+    setup = next(c for c in edited.cells if c.metadata["autograder"]["grade_id"] == "setup")
+    setup.metadata, setup.source = {}, setup.source + "\nprint('changed')"
+    subs = tmp_path / "subs"
+    write(stripped, subs / "stripped.ipynb")
+    write(edited, subs / "edited.ipynb")
+    grade(name, [subs], tmp_path / "out", workers=2, limits=LIMITS, progress=False)
+    rows = {r["student"]: r for r in csv.DictReader(open(tmp_path / "out" / "grades.csv"))}
+    assert float(rows["stripped"]["score"]) == lab(name).max_score, rows["stripped"]
+    assert rows["stripped"]["tampered"] == "", rows["stripped"]["tampered"]
+    # A locked cell that was changed is still noticed (it no longer matches, so the original ran).
+    assert "'setup'" in rows["edited"]["tampered"], rows["edited"]
