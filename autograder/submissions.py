@@ -133,21 +133,38 @@ def parse_time(text: str, where: str) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def counts(name: str) -> bool:
+    """The one rule for which folder entries, and which parts of an archive member's path, are looked at,
+    in every mode (folders, ``--student``, archives): nothing hidden (``.ipynb_checkpoints``, ``.git``,
+    macOS's ``._name.ipynb``) and nothing in ``__MACOSX``.
+
+    >>> [n for n in [".ipynb_checkpoints", "__MACOSX", "._lab.ipynb", "alice", "lab.ipynb"] if counts(n)]
+    ['alice', 'lab.ipynb']
+    """
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def _entry(entry: os.DirEntry, skip_archives: list[str]):
+    """The notebooks one folder entry holds, as (path, is_link): links are returned as such, never followed."""
+    if not counts(entry.name):
+        return
+    p = Path(entry.path)
+    if entry.is_symlink():
+        if entry.name.endswith(".ipynb") or entry.is_dir():
+            yield p, True
+    elif entry.is_dir(follow_symlinks=False):
+        yield from _walk(p, skip_archives)
+    elif entry.is_file(follow_symlinks=False):
+        if entry.name.endswith(".ipynb"):
+            yield p, False
+        elif entry.name.endswith(".zip"):
+            skip_archives.append(str(p))
+
+
 def _walk(folder: Path, skip_archives: list[str]):
     """Every notebook under ``folder``, without following links; links are returned as such."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        p = Path(entry.path)
-        if entry.is_symlink():
-            if entry.name.endswith(".ipynb") or entry.is_dir():
-                yield p, True
-        elif entry.is_dir(follow_symlinks=False):
-            if not entry.name.startswith(".") and entry.name != "__MACOSX":     # .ipynb_checkpoints, .git
-                yield from _walk(p, skip_archives)
-        elif entry.is_file(follow_symlinks=False):
-            if entry.name.endswith(".ipynb"):
-                yield p, False
-            elif entry.name.endswith(".zip"):
-                skip_archives.append(str(p))
+        yield from _entry(entry, skip_archives)
 
 
 def collect(inputs: list[str | Path], lab: str, roster: Roster | None = None,
@@ -172,24 +189,14 @@ def collect(inputs: list[str | Path], lab: str, roster: Roster | None = None,
             raise SubmissionError(f"{item} is a symbolic link; pass the real path")
         if item.is_dir():
             for entry in sorted(os.scandir(item), key=lambda e: e.name):
-                p = Path(entry.path)
-                if student is not None:
-                    if entry.is_dir(follow_symlinks=False):
-                        for q, link in _walk(p, skipped):
-                            add(q, student, link)
-                    elif entry.name.endswith(".ipynb"):
-                        add(p, student, entry.is_symlink())
-                    elif entry.name.endswith(".zip"):
-                        skipped.append(str(p))
-                elif entry.is_symlink():
-                    add(p, entry.name if entry.is_dir() else lms_student_id(entry.name), True)
-                elif entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX":
-                    for q, link in _walk(p, skipped):
-                        add(q, entry.name, link)          # the folder names the student
-                elif entry.is_file() and entry.name.endswith(".ipynb"):
-                    add(p, lms_student_id(entry.name), False)
-                elif entry.is_file() and entry.name.endswith(".zip"):
-                    skipped.append(str(p))
+                for q, link in _entry(entry, skipped):
+                    if student is not None:
+                        who = student
+                    elif q == Path(entry.path):            # the entry itself: a notebook, or a link
+                        who = entry.name if link and entry.is_dir() else lms_student_id(entry.name)
+                    else:
+                        who = entry.name                    # the folder names the student
+                    add(q, who, link)
         elif item.suffix == ".zip":
             subs += _zip_members(item, student)
         else:
@@ -222,7 +229,7 @@ def _zip_members(path: Path, student: str | None) -> list[Submission]:
         raise SubmissionError(f"{path} is not a readable zip file: {e}") from e
     with zf:
         infos = [i for i in zf.infolist() if i.filename.endswith(".ipynb") and not i.is_dir()
-                 and "__MACOSX" not in i.filename.split("/") and ".ipynb_checkpoints" not in i.filename.split("/")]
+                 and all(counts(part) for part in PurePosixPath(i.filename).parts)]
     if len(infos) > MAX_MEMBERS:
         raise SubmissionError(f"{path} holds {len(infos)} notebooks, over the cap of {MAX_MEMBERS}; "
                               "split the archive")

@@ -162,3 +162,52 @@ def test_a_notebook_whose_editor_stripped_the_cell_metadata_is_not_tampered(tmp_
     assert rows["stripped"]["tampered"] == "", rows["stripped"]["tampered"]
     # A locked cell that was changed is still noticed (it no longer matches, so the original ran).
     assert "'setup'" in rows["edited"]["tampered"], rows["edited"]
+
+
+def _class_folder(root: Path) -> Path:
+    """A folder as instructors get them: editor debris, macOS archive debris and links beside real work."""
+    import os
+
+    subs = root / "subs"
+    (subs / "alice" / ".ipynb_checkpoints").mkdir(parents=True)
+    (subs / "alice" / "lab.ipynb").write_text("{}")
+    (subs / "alice" / ".ipynb_checkpoints" / "lab-checkpoint.ipynb").write_text("{}")
+    (subs / "alice" / "._lab.ipynb").write_text("junk")
+    (subs / "__MACOSX" / "alice").mkdir(parents=True)
+    (subs / "__MACOSX" / "alice" / "._lab.ipynb").write_text("junk")
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "lab.ipynb").write_text("{}")
+    os.symlink(elsewhere, subs / "bob")
+    os.symlink(elsewhere / "lab.ipynb", subs / "carol.ipynb")
+    return subs
+
+
+@pytest.mark.parametrize("mode", ["folder", "student", "archive"])
+def test_one_rule_for_which_files_are_candidates_in_every_mode(mode, tmp_path):
+    """Checkpoints, hidden files and __MACOSX are never candidates; a link is reported, never dropped."""
+    import zipfile
+
+    from autograder.status import Status
+    from autograder.submissions import collect
+
+    subs = _class_folder(tmp_path)
+    if mode == "archive":
+        archive = tmp_path / "export.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for path in sorted(subs.rglob("*")):
+                rel = str(path.relative_to(subs))
+                if path.is_symlink():
+                    info = zipfile.ZipInfo(rel + ("/lab.ipynb" if path.is_dir() else ""))
+                    info.external_attr = (0o120777) << 16
+                    z.writestr(info, str(path.resolve()))
+                elif path.is_file():
+                    z.write(path, rel)
+        found, _ = collect([archive], "03_optimizers")
+    else:
+        found, _ = collect([subs], "03_optimizers", student="s1" if mode == "student" else None)
+    names = sorted((s.member or str(Path(s.origin).relative_to(subs))) for s in found)
+    assert names == ["alice/lab.ipynb", "bob" if mode != "archive" else "bob/lab.ipynb", "carol.ipynb"], names
+    links = [s for s in found if "alice" not in (s.member or s.origin)]
+    assert all(s.status == Status.UNREADABLE and "symbolic link" in s.message for s in links), \
+        [(s.origin, s.status, s.message) for s in links]
