@@ -26,6 +26,9 @@ from coursekit.checks.probe import Step, run_steps
 from .wire import frame, write_all
 
 _MAGIC = re.compile(r"^(\s*)[%!].*$", re.M)
+# Bound before any student code runs: a cell that patches time.perf_counter must not make the "t" of
+# the frames malformed (a negative time breaks the protocol). The worker times items itself anyway.
+_clock = time.perf_counter
 try:  # IPython reads a cell as Python plus magics; the fork server imports it once for every child
     from IPython.core.inputtransformer2 import TransformerManager as _IPythonReader
 except ImportError:  # pragma: no cover - the grader's environment installs IPython with ipykernel
@@ -134,7 +137,7 @@ class Child:
         out = CappedText(self.output_cap)
         old = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = out
-        t = time.perf_counter()
+        t = _clock()
         status, message = "ok", ""
         try:
             ns.setdefault("get_ipython", lambda: NoShell(ns))
@@ -144,13 +147,13 @@ class Child:
         finally:
             sys.stdout, sys.stderr = old
         return {"ev": "cell", "i": i, "phase": "end", "status": status, "message": message,
-                "output": out.text(), "t": time.perf_counter() - t}
+                "output": out.text(), "t": _clock() - t}
 
     def run_probe(self, j: int, steps_plain: list, ns: dict) -> dict:
         out = CappedText(self.output_cap)
         old = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = out
-        t = time.perf_counter()
+        t = _clock()
         try:
             steps = [Step.from_plain(s) for s in steps_plain]
             answer, status, message = encode(run_steps(ns, steps)), "ok", ""
@@ -163,7 +166,7 @@ class Child:
         finally:
             sys.stdout, sys.stderr = old
         return {"ev": "probe", "j": j, "phase": "end", "status": status, "message": message,
-                "answer": answer, "t": time.perf_counter() - t}
+                "answer": answer, "t": _clock() - t}
 
 
 def run(task: dict, out_fd: int, skip: set, todo: list, output_cap: int, answer_cap: int) -> None:

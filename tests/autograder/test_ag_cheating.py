@@ -160,6 +160,9 @@ def _submissions(tmp: Path, out: Path, port: int) -> dict[str, object]:
     s["write_outputs"] = add_cell(student(LAB), WRITE_OUTPUTS.format(repo=repo, out=str(out)))
     s["network"] = add_cell(student(LAB), NETWORK.format(port=port))
     s["forge_messages"] = add_cell(student(LAB), FORGE)
+    # Every cell after this one "takes" 1.5e308 s by the child's own clock: two of them overflow a sum.
+    s["patched_clock"] = add_cell(solved(LAB), "import itertools, time\n_calls = itertools.count()\n"
+                                               "time.perf_counter = lambda: 1.5e308 * (next(_calls) % 2)", at=3)
     nb = solved(LAB)
     for cell in nb.cells:
         gid = cell.metadata.get("autograder", {}).get("grade_id")
@@ -217,7 +220,7 @@ PTS = question_points(LAB)
 
 
 def test_every_submission_gets_a_row_and_the_honest_one_full_marks(run):
-    assert len(run["rows"]) == 14
+    assert len(run["rows"]) == 15
     assert score(run, "honest") == FULL
     assert run["report"].exit_code == 0
 
@@ -226,6 +229,14 @@ def test_every_submission_gets_a_row_and_the_honest_one_full_marks(run):
                                   "network", "forge_messages"])
 def test_cheats_on_a_blank_notebook_earn_nothing(run, name):
     assert score(run, name) == 0, run["tests"][name]
+
+
+def test_a_patched_clock_changes_nothing_the_grader_records(run):
+    """Timings are the worker's: the child's own clock is never read, so a clock that says 1.5e308 s per
+    cell neither breaks the gradebook's JSON (an internal error, retried on every run) nor shows up."""
+    assert run["rows"]["patched_clock"]["status"] == "graded", run["rows"]["patched_clock"]
+    assert score(run, "patched_clock") == FULL
+    assert run["logs"]["patched_clock"]["compute_s"] < 600
 
 
 def test_sys_exit_in_a_cell_does_not_stop_grading(run):
