@@ -316,7 +316,14 @@ def grade_one(pool: _Pool, book: Gradebook, lab: Lab, sub: Submission, ref_lock:
             cells, notes = plan_cells(sub.notebook, lab.student)
             notes = sub.notes + notes
         with _step(lab, sub, "running it in the sandbox"):
-            result = pool.run(cells, probes, limits)
+            # Visible probes run before any hidden one, so nothing a hidden probe showed the student's code
+            # (its inputs, walked to through the stack) can reach a visible test's message in the feedback.
+            order = sorted(range(len(probes)), key=lambda k: probes[k].case.hidden)
+            result = pool.run(cells, [probes[k] for k in order], limits)
+            if isinstance(result, dict) and isinstance(result.get("probes"), list) and len(result["probes"]) == len(order):
+                ran, result["probes"] = result["probes"], [None] * len(order)
+                for position, k in enumerate(order):
+                    result["probes"][k] = ran[position]
         if not isinstance(result, dict) or "internal_error" in result:
             why = result.get("internal_error") if isinstance(result, dict) else "no result"
             rec = internal_error(lab.name, sub, "running it in the sandbox", str(why), lab.max_score)

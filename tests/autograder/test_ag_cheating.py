@@ -298,3 +298,34 @@ def test_edited_and_deleted_locked_cells_are_flagged_and_not_used(run):
     tampered = run["rows"]["edit_locked"]["tampered"]
     assert "locked cell 'q3-tests' was edited" in tampered and "locked cell 'q5-buggy' was deleted" in tampered
     assert run["rows"]["honest"]["tampered"] == ""
+
+
+SEEN_SHAPES_Q1 = """def forward(x, W1, b1, W2, b2):
+    SEEN.append(tuple(W1.shape))
+    h = (x @ W1 + b1).clamp(min=0)
+    return h @ W2 + b2
+"""
+SEEN_SHAPES_Q2 = """def loss_and_grads(x, y, W1, b1, W2, b2):
+    raise ValueError("W1 shapes seen so far: " + repr(sorted(set(SEEN))))
+"""
+
+
+def test_nothing_a_hidden_probe_saw_reaches_a_visible_tests_message(tmp_path):
+    """The probes of visible tests run first: q2's visible test cannot quote the inputs of q1's hidden test."""
+    from autograder.grader import make_probes, submission_seed
+
+    nb = add_cell(replace_solution(replace_solution(solved(LAB), "q1-solution", SEEN_SHAPES_Q1),
+                                   "q2-solution", SEEN_SHAPES_Q2), "SEEN = []", at=2)
+    write(nb, tmp_path / "subs" / "spy.ipynb")
+    report = grade(LAB, [tmp_path / "subs"], tmp_path / "out", workers=1, seed=7,
+                   limits=Limits(timeout=60, cell_timeout=10, probe_timeout=5), progress=False)
+    rec = report.records[0]
+    hidden = [tuple(p.steps[0].args[1].shape) for p in make_probes(lab(LAB), submission_seed(7, "spy"))
+              if p.case.hidden and p.case.question == "q1"]
+    visible_q2 = [t for t in rec.tests if t.question == "q2" and t.visibility == "visible"]
+    assert hidden and visible_q2 and all("W1 shapes seen so far" in t.output for t in visible_q2), visible_q2
+    out = tmp_path / "out"
+    shown = "".join(f.read_text() for f in [*(out / "feedback").glob("*"), *(out / "results").glob("*")])
+    assert "W1 shapes seen so far" in shown  # the visible test's message is in the feedback
+    for shape in hidden:
+        assert repr(shape) not in shown, f"the hidden test's input shape {shape} reached the feedback"
