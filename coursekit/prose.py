@@ -38,13 +38,15 @@ class Text(str):
         p.text(str(self))
 
 
-def prose(**values: object) -> dict[str, Text]:
+def prose(**values: object) -> None:
     """Make each value quotable in the chapter's prose as ``{eval}`name```.
 
     Strings are kept as they are (format numbers in the call, to the precision the text
-    needs); anything else is shown with ``str()``. Returns the values as :class:`Text`.
+    needs); anything else is shown with ``str()``. Returns nothing, so a call that ends a
+    cell shows nothing in the page.
 
-    >>> prose(gain="+2.1 ± 1.5")["gain"]
+    >>> prose(gain="+2.1 ± 1.5")        # outside a kernel: checked, then nothing to do
+    >>> Text("+2.1 ± 1.5")
     +2.1 ± 1.5
     """
     if not values:
@@ -58,12 +60,12 @@ def prose(**values: object) -> dict[str, Text]:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # plain Python: nothing to show or glue
-        return out
+        return None
     shell = get_ipython()
     if shell is None:
-        return out
+        return None
     shell.user_ns.update(out)
     for name, text in out.items():
         display({GLUE_PREFIX + "text/plain": str(text)}, raw=True,
                 metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
-    return out
+    return None

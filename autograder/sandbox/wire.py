@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import select
 import time
 
@@ -55,11 +56,54 @@ def write_frame(fd: int, obj) -> None:
     write_all(fd, frame(obj))
 
 
-class FrameReader:
-    """Reads frames from a file descriptor, keeping any bytes that arrive early."""
+#: What one frame may hold once parsed. A child's answer is a few containers around base64 tensors
+#: (coursekit.checks.plain: at most 100,000 items a list, 32 levels, each level at most two JSON ones),
+#: and 31 MB of "[]," would otherwise become 10 million Python lists in the trusted processes.
+MAX_ITEMS = 500_000
+MAX_DEPTH = 80
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|,')
 
-    def __init__(self, fd: int, max_bytes: int = 64_000_000):
+
+def check_budget(data: bytes, max_items: int = MAX_ITEMS, max_depth: int = MAX_DEPTH) -> int:
+    """Refuse, before parsing, a frame that would hold more than ``max_items`` values or nest deeper than
+    ``max_depth``; returns its count of values (an upper bound). Strings are skipped, not counted.
+
+    >>> check_budget(b'{"a": [1, 2, "x,[y"]}')   # quick bound (brackets and commas in strings too)
+    7
+    >>> check_budget(b"[" * 100 + b"]" * 100)
+    Traceback (most recent call last):
+    ...
+    autograder.sandbox.wire.WireError: the message nests deeper than 80 levels
+    """
+    openers = data.count(b"[") + data.count(b"{")
+    if openers + data.count(b",") <= min(max_items, 10_000) and openers <= max_depth:
+        return openers + data.count(b",") + 1      # every bracket and comma, strings included: an upper bound
+    items, depth = 1, 0
+    for m in _JSON_TOKEN.finditer(data):
+        t = m.group()
+        if t in (b"[", b"{"):
+            depth += 1
+            items += 1
+            if depth > max_depth:
+                raise WireError(f"the message nests deeper than {max_depth} levels")
+        elif t in (b"]", b"}"):
+            depth -= 1
+        elif t == b",":
+            items += 1
+        if items > max_items:
+            raise WireError(f"the message holds more than {max_items:,} values")
+    return items
+
+
+class FrameReader:
+    """Reads frames from a file descriptor, keeping any bytes that arrive early.
+
+    Each frame is held to a byte cap as it arrives and to :func:`check_budget` before it is parsed;
+    ``max_total_items`` bounds the values of all frames read together (one submission's)."""
+
+    def __init__(self, fd: int, max_bytes: int = 64_000_000, max_total_items: int = 4 * MAX_ITEMS):
         self.fd, self.max_bytes, self.buf = fd, max_bytes, bytearray()
+        self.items_left = max_total_items
 
     def _fill(self, deadline: float | None) -> None:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -90,8 +134,12 @@ class FrameReader:
         return data
 
     def read(self, deadline: float | None):
+        data = self.read_raw(deadline)
+        self.items_left -= check_budget(data)
+        if self.items_left < 0:
+            raise WireError("the messages together hold more values than one submission may send")
         try:
-            return loads(self.read_raw(deadline))
+            return loads(data)
         except (ValueError, RecursionError) as e:
             raise WireError(f"invalid JSON message: {e}") from e
 

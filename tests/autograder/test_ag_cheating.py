@@ -137,6 +137,18 @@ for fd in range(3, 64):
 """
 
 
+# 31 MB of "[]," written straight to the child's pipe: 10 million lists once parsed.
+AMPLIFY = """
+import gc, os
+from autograder.sandbox.child import Child
+from autograder.sandbox.wire import write_all
+ch = next(o for o in gc.get_objects() if isinstance(o, Child))
+body = b'{"ev":"probe","j":0,"phase":"end","status":"ok","message":"","t":0,"answer":[' + b'[],' * 10_000_000 + b'[]]}'
+write_all(ch.fd, b"%d\\n" % len(body) + body)
+os._exit(0)
+"""
+
+
 def _submissions(tmp: Path, out: Path, port: int) -> dict[str, object]:
     repo = str(ROOT)
     s = {}
@@ -160,6 +172,7 @@ def _submissions(tmp: Path, out: Path, port: int) -> dict[str, object]:
     s["write_outputs"] = add_cell(student(LAB), WRITE_OUTPUTS.format(repo=repo, out=str(out)))
     s["network"] = add_cell(student(LAB), NETWORK.format(port=port))
     s["forge_messages"] = add_cell(student(LAB), FORGE)
+    s["amplify"] = add_cell(student(LAB), AMPLIFY)
     # Every cell after this one "takes" 1.5e308 s by the child's own clock: two of them overflow a sum.
     s["patched_clock"] = add_cell(solved(LAB), "import itertools, time\n_calls = itertools.count()\n"
                                                "time.perf_counter = lambda: 1.5e308 * (next(_calls) % 2)", at=3)
@@ -220,13 +233,13 @@ PTS = question_points(LAB)
 
 
 def test_every_submission_gets_a_row_and_the_honest_one_full_marks(run):
-    assert len(run["rows"]) == 15
+    assert len(run["rows"]) == 16
     assert score(run, "honest") == FULL
     assert run["report"].exit_code == 0
 
 
 @pytest.mark.parametrize("name", ["patch_checkers", "always_equal", "read_secrets", "write_outputs",
-                                  "network", "forge_messages"])
+                                  "network", "forge_messages", "amplify"])
 def test_cheats_on_a_blank_notebook_earn_nothing(run, name):
     assert score(run, name) == 0, run["tests"][name]
 
@@ -237,6 +250,12 @@ def test_a_patched_clock_changes_nothing_the_grader_records(run):
     assert run["rows"]["patched_clock"]["status"] == "graded", run["rows"]["patched_clock"]
     assert score(run, "patched_clock") == FULL
     assert run["logs"]["patched_clock"]["compute_s"] < 600
+
+
+def test_an_amplifying_answer_is_refused_before_it_is_parsed(run):
+    assert run["rows"]["amplify"]["status"] == "crash", run["rows"]["amplify"]
+    assert "more than 500,000 values" in run["rows"]["amplify"]["message"] or any(
+        "more than 500,000 values" in t.output for t in run["tests"]["amplify"]), run["rows"]["amplify"]
 
 
 def test_sys_exit_in_a_cell_does_not_stop_grading(run):

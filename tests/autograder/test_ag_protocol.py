@@ -108,3 +108,39 @@ def test_each_student_gets_an_own_reproducible_seed():
     assert len({submission_seed(7, s) for s in ("alice", "bob", "carol")}) == 3
     assert len({submission_seed(r, "alice") for r in range(5)}) == 5
     assert 0 <= submission_seed(2**62, "alice") < 2**62
+
+
+def test_an_amplifying_frame_costs_the_reader_no_more_than_an_honest_frame_of_its_size():
+    """31 MB of "[]," parsed would be 10 million lists (gigabytes, outside the submission's cgroup): the
+    reader refuses it from its bytes, and its peak memory stays within twice an honest frame's."""
+    import base64
+    import os
+    import threading
+    import tracemalloc
+
+    from autograder.sandbox.wire import FrameReader, WireError, write_all
+
+    def peak_of(body: bytes) -> tuple[int, object]:
+        r, w = os.pipe()
+        writer = threading.Thread(target=write_all, args=(w, b"%d\n" % len(body) + body))
+        writer.start()
+        tracemalloc.start()
+        try:
+            got = FrameReader(r, max_bytes=64_000_000).read(deadline=None)
+        except WireError as e:
+            got = e
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        writer.join()
+        os.close(r)
+        os.close(w)
+        return peak, got
+
+    attack = b'{"answer":[' + b"[]," * 10_000_000 + b"[]]}"
+    honest = b'{"answer":[{"__tensor__":{"dtype":"float32","shape":[1],"data":"' + \
+        base64.b64encode(os.urandom(len(attack) * 3 // 4 - 64)) + b'"}}]}'
+    attack_peak, refused = peak_of(attack)
+    honest_peak, parsed = peak_of(honest)
+    assert isinstance(refused, WireError) and "more than 500,000 values" in str(refused)
+    assert isinstance(parsed, dict)
+    assert attack_peak <= 2 * honest_peak, (attack_peak / 1e6, honest_peak / 1e6)
