@@ -108,8 +108,8 @@ def _link_chain(new: str, path: str, depth: int = 0) -> None:
             return
 
 
-def _bind(new: str, source: str, read_only: bool = True) -> None:
-    target = new + source
+def _bind_at(source: str, target: str, read_only: bool = True) -> None:
+    """Bind ``source`` (a folder or a file) at ``target``, making the mount point first."""
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
     else:
@@ -118,6 +118,10 @@ def _bind(new: str, source: str, read_only: bool = True) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
     if read_only:
         _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _bind(new: str, source: str, read_only: bool = True) -> None:
+    _bind_at(source, new + source, read_only)
 
 
 def build_root(allow: list[str], hide: list[str]) -> str:
@@ -195,24 +199,13 @@ def private_tmp(size_mb: int) -> None:
     are held aside, the tmpfs goes on, and they are bound back on top of it, read-only."""
     links, mounts = _runtime_under("/tmp")
     stash = "/dev/.autograder-runtime"
-    if mounts:
-        os.mkdir(stash, 0o700)
-    held = []
-    for k, path in enumerate(mounts):
-        spot = f"{stash}/{k}"
-        os.mkdir(spot) if os.path.isdir(path) else open(spot, "w").close()
-        _mount(path, spot, None, MS_BIND | MS_REC)
-        held.append((spot, path))
+    held = [(f"{stash}/{k}", path) for k, path in enumerate(mounts)]
+    for spot, path in held:
+        _bind_at(path, spot, read_only=False)
     for t in ("/tmp", "/dev/shm"):
         _mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
     for spot, path in held:
-        if os.path.isdir(spot):
-            os.makedirs(path, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "a").close()
-        _mount(spot, path, None, MS_BIND | MS_REC)
-        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _bind_at(spot, path)
         _check(_libc.umount2(spot.encode(), MNT_DETACH), f"umount {spot}")
         os.rmdir(spot) if os.path.isdir(spot) else os.unlink(spot)
     for path, target in links:
